@@ -28,7 +28,9 @@ def amputate_rotmats(rotmats: torch.Tensor, zeroed: torch.Tensor) -> torch.Tenso
     """
     check_rotmats(rotmats)
     if zeroed.shape != rotmats.shape[:2]:
-        raise ValueError(f"zeroed joints: expected shape {tuple(rotmats.shape[:2])}, got {tuple(zeroed.shape)}")
+        raise ValueError(
+            f"zeroed joints: expected shape {tuple(rotmats.shape[:2])}, got {tuple(zeroed.shape)}"
+        )
     keep = (~zeroed.bool()).to(rotmats.dtype)
     return rotmats * keep[:, :, None, None]
 

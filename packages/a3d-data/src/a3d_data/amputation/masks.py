@@ -21,11 +21,15 @@ def removed_skinning_weight(weights: torch.Tensor, zeroed: torch.Tensor) -> torc
     return zeroed.to(weights.dtype) @ weights.T
 
 
-def collapsed_vertex_mask(weights: torch.Tensor, zeroed: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
+def collapsed_vertex_mask(
+    weights: torch.Tensor, zeroed: torch.Tensor, tolerance: float = 1e-5
+) -> torch.Tensor:
     """Vertices (B, V) bool skinned only to removed joints: they collapse onto the amputation joint."""
     return removed_skinning_weight(weights, zeroed) >= 1.0 - tolerance
 
 
-def affected_vertex_mask(weights: torch.Tensor, zeroed: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
+def affected_vertex_mask(
+    weights: torch.Tensor, zeroed: torch.Tensor, tolerance: float = 1e-5
+) -> torch.Tensor:
     """Vertices (B, V) bool with any skinning weight on removed joints: every vertex that moves."""
     return removed_skinning_weight(weights, zeroed) > tolerance

@@ -118,7 +118,7 @@ def t_pose_rotations(joints: np.ndarray) -> np.ndarray:
     for side, direction in (("L", np.array([1.0, 0.0, 0.0])), ("R", np.array([-1.0, 0.0, 0.0]))):
         chain = [SMPL_JOINT_NAMES.index(f"{side}_{n}") for n in ("shoulder", "elbow", "wrist", "hand")]
         parent_world = np.eye(3)
-        for joint, child in zip(chain[:-1], chain[1:]):
+        for joint, child in zip(chain[:-1], chain[1:], strict=True):
             segment = parent_world @ (joints[child] - joints[joint])
             world[joint] = _align(segment, direction) @ parent_world
             parent_world = world[joint]
@@ -129,8 +129,9 @@ def t_pose_rotations(joints: np.ndarray) -> np.ndarray:
     return local
 
 
-def _pose(vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray,
-          rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pose(
+    vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray, rotations: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Linear blend skinning of one rest body with local rotations; returns vertices, joints."""
     rot = torch.as_tensor(rotations[None])
     posed_joints, transforms = batch_rigid_transform(
@@ -160,8 +161,9 @@ def _standing_height(model, phenotypes: dict) -> np.ndarray:
     return (vertices[..., 2].amax(1) - vertices[..., 2].amin(1)).numpy()
 
 
-def _solve_height_controls(model, phenotypes: dict, params: ConvertBodyModelParams,
-                           rng: np.random.Generator) -> torch.Tensor:
+def _solve_height_controls(
+    model, phenotypes: dict, params: ConvertBodyModelParams, rng: np.random.Generator
+) -> torch.Tensor:
     """anny height controls (N,) giving each body a standing height drawn from ``height_m``.
 
     Height is linear in anny's control (measured: 1.02 m per unit, residual < 2 mm), so two
@@ -178,8 +180,9 @@ def _solve_height_controls(model, phenotypes: dict, params: ConvertBodyModelPara
     return torch.as_tensor(control, dtype=torch.float64)
 
 
-def _fit_joint_regressor(template: np.ndarray, template_joints: np.ndarray,
-                         vertices: np.ndarray, joints: np.ndarray) -> np.ndarray:
+def _fit_joint_regressor(
+    template: np.ndarray, template_joints: np.ndarray, vertices: np.ndarray, joints: np.ndarray
+) -> np.ndarray:
     """Non-negative, sum-to-one rows (24, V) mapping sample vertices onto sample joints.
 
     ``vertices`` (N, V, 3) and ``joints`` (N, 24, 3) are the T-posed samples.
@@ -270,8 +273,10 @@ def convert(params: ConvertBodyModelParams, output: Path) -> ConversionReport:
     regressed = np.einsum("jv,nvd->njd", j_regressor, tposed_vertices)
     per_joint_mm = np.linalg.norm(regressed - tposed_joints, axis=-1).mean(0) * 1000
     regressor_error_mm = float(per_joint_mm.mean())
-    log.info("joint regressor error (mm): %s",
-             ", ".join(f"{n} {e:.1f}" for n, e in zip(SMPL_JOINT_NAMES, per_joint_mm)))
+    log.info(
+        "joint regressor error (mm): %s",
+        ", ".join(f"{n} {e:.1f}" for n, e in zip(SMPL_JOINT_NAMES, per_joint_mm, strict=True)),
+    )
 
     keypoints = KeypointsRegressor.coco(model)
     keypoint_weights = keypoints.regression_weights.numpy()

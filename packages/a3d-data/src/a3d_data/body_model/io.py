@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,6 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from a3d_data.atomic import atomic_path
 from a3d_data.skeleton import (
     COCO_TO_SMPL_JOINT,
-    FACE_VERTEX_KEYPOINTS,
     NUM_COCO_KEYPOINTS,
     NUM_SMPL_JOINTS,
     SMPL_PARENTS,
@@ -73,7 +74,9 @@ def _require(arrays: dict[str, Any], key: str, path: Path) -> np.ndarray:
 
 
 def _check_shape(value: np.ndarray, expected: tuple[int | None, ...], key: str, path: Path) -> None:
-    ok = value.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, value.shape))
+    ok = value.ndim == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, value.shape, strict=True)
+    )
     if not ok:
         shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
         raise BodyModelFileError(f"{path}: field {key!r} has shape {value.shape}, expected {shown}")
@@ -134,7 +137,12 @@ def assemble(arrays: dict[str, Any], path: Path) -> BodyModelArrays:
     if "vertex_id_names" in arrays:
         names = [str(n) for n in _require(arrays, "vertex_id_names", path)]
         values = _require(arrays, "vertex_id_values", path).astype(np.int64)
-        vertex_ids = dict(zip(names, (int(v) for v in values)))
+        if len(names) != len(values):
+            raise BodyModelFileError(
+                f"{path}: fields 'vertex_id_names' ({len(names)}) and 'vertex_id_values' "
+                f"({len(values)}) must have the same length"
+            )
+        vertex_ids = {name: int(value) for name, value in zip(names, values, strict=True)}
     elif num_vertices == SMPL_NUM_VERTICES:
         vertex_ids = dict(SMPLX_VERTEX_IDS["smplh"])
     else:
@@ -225,7 +233,7 @@ def read_body_model_npz(path: Path) -> BodyModelArrays:
             arrays = {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise BodyModelFileError(f"{path}: body-model file not found") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise BodyModelFileError(f"{path}: not a readable npz archive ({err})") from err
     return assemble(arrays, path)
 

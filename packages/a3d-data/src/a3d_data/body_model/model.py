@@ -52,11 +52,11 @@ class BodyModel(smplx.SMPL):
         # ours); it is not a problem here and would bury the logs.
         with contextlib.redirect_stdout(io.StringIO()):
             super().__init__(
-            model_path=str(arrays.source),
-            data_struct=struct,
-            num_betas=num_betas,
-            vertex_ids=arrays.vertex_ids,
-            dtype=dtype,
+                model_path=str(arrays.source),
+                data_struct=struct,
+                num_betas=num_betas,
+                vertex_ids=arrays.vertex_ids,
+                dtype=dtype,
             )
         self.register_buffer("coco_regressor", torch.as_tensor(arrays.coco_regressor, dtype=dtype))
         self.source = arrays.source

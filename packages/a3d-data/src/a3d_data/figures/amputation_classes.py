@@ -44,7 +44,9 @@ def yaw_rotation(degrees: float) -> torch.Tensor:
     return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def _shaded_polygons(vertices: np.ndarray, faces: np.ndarray, base: np.ndarray, face_mask: np.ndarray | None = None):
+def _shaded_polygons(
+    vertices: np.ndarray, faces: np.ndarray, base: np.ndarray, face_mask: np.ndarray | None = None
+):
     """Front-facing, non-degenerate triangles sorted far to near, with Lambert-shaded colours."""
     triangles = vertices[faces]
     normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])

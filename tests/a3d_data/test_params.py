@@ -1,0 +1,76 @@
+"""params.yaml: every section validated before work; errors name the file and the dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from a3d_data.params import (
+    AmputationFigureParams,
+    BodyModelParams,
+    ConvertBodyModelParams,
+    ParamsError,
+    load_section,
+)
+
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def _write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, model",
+    [("body_model", BodyModelParams), ("convert_body_model", ConvertBodyModelParams),
+     ("amputation_figure", AmputationFigureParams)],
+)  # fmt: skip
+def test_the_committed_params_file_is_valid(name, model):
+    load_section(REPO_PARAMS, name, model)
+
+
+def test_a_missing_section_takes_the_defaults(tmp_path):
+    path = _write(tmp_path, {"other": {"x": 1}})
+    assert load_section(path, "body_model", BodyModelParams) == BodyModelParams()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"amputation_figure": {"panel_pixels": "big"}}, r"amputation_figure\.panel_pixels: .*integer.*'big'"),
+        ({"amputation_figure": {"panel_pixels": -5}}, r"amputation_figure\.panel_pixels: .*greater than or equal to 64"),
+        ({"amputation_figure": {"colums": 3}}, r"amputation_figure\.colums: Extra inputs are not permitted"),
+        ({"amputation_figure": [1, 2]}, r"amputation_figure: expected a mapping"),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_key(tmp_path, data, message):
+    path = _write(tmp_path, data)
+    with pytest.raises(ParamsError, match=message) as info:
+        load_section(path, "amputation_figure", AmputationFigureParams)
+    assert str(path) in str(info.value)
+
+
+def test_nested_keys_are_named_with_dots(tmp_path):
+    path = _write(tmp_path, {"convert_body_model": {"age": {"low": 0.9, "high": 0.2}, "num_betas": 0}})
+    with pytest.raises(ParamsError) as info:
+        load_section(path, "convert_body_model", ConvertBodyModelParams)
+    message = str(info.value)
+    assert "convert_body_model.age: Value error, low (0.9) must not exceed high (0.2)" in message
+    assert "convert_body_model.num_betas: Input should be greater than or equal to 1" in message
+
+
+def test_unreadable_or_malformed_files_are_named(tmp_path):
+    with pytest.raises(ParamsError, match="nope.yaml: cannot read"):
+        load_section(tmp_path / "nope.yaml", "body_model", BodyModelParams)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("body_model: [unclosed\n")
+    with pytest.raises(ParamsError, match="bad.yaml: not valid YAML"):
+        load_section(bad, "body_model", BodyModelParams)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ParamsError, match="list.yaml: expected a mapping of sections"):
+        load_section(top, "body_model", BodyModelParams)
