@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,9 @@ def test_every_stage_names_params_that_exist_and_a_command_that_is_installed():
         for key in stage.get("params", []):
             section = key.split(".")[0]
             assert section in params, f"stage {name}: params key {key!r} is not in params.yaml"
-        assert shutil.which(stage["cmd"].split()[0]), f"stage {name}: command not installed"
+        command = stage["cmd"].split()[0]
+        installed = (Path(sys.executable).parent / command).exists() or shutil.which(command)
+        assert installed, f"stage {name}: command {command!r} is not installed in the environment"
         for dep in stage.get("deps", []):
             assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
 
