@@ -80,5 +80,43 @@ def amputation_figure(params_file: Path = PARAMS_OPTION) -> None:
     typer.echo(f"wrote {output}")
 
 
+@app.command("synthesize")
+def synthesize(params_file: Path = PARAMS_OPTION) -> None:
+    """Generate the A3D dataset (shards, index) for the ``synthesize`` section."""
+    _setup_logging()
+    from a3d_data.synthesis.params import SynthesizeParams
+
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        params = load_section(params_file, "synthesize", SynthesizeParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.synthesis.run import run_synthesis
+
+    summary = run_synthesis(params, params_file.parent, resolve_model_path(body, params_file))
+    typer.echo(
+        f"wrote {summary['samples']} samples in {summary['shards']} shards to "
+        f"{params_file.parent / params.output} ({summary['samples_per_second']} samples/s)"
+    )
+
+
+@app.command("contact-sheet")
+def contact_sheet(params_file: Path = PARAMS_OPTION) -> None:
+    """Draw samples of every class and of the occlusion set, with keypoints, to a PNG."""
+    _setup_logging()
+    from a3d_data.synthesis.params import ContactSheetParams, SynthesizeParams
+
+    try:
+        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
+        params = load_section(params_file, "contact_sheet", ContactSheetParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.synthesis.contact_sheet import draw_contact_sheet
+
+    output = params.output if params.output.is_absolute() else params_file.parent / params.output
+    draw_contact_sheet(params_file.parent / synthesis.output, params, output)
+    typer.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":
     app()
