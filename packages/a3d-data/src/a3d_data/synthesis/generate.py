@@ -46,6 +46,7 @@ class SynthesisContext:
     pose_source: PoseSource
     face_segment: torch.Tensor
     faces: torch.Tensor
+    backgrounds: appearance.BackgroundCatalogue
 
     @classmethod
     def build(cls, params: SynthesizeParams, root: Path, body_model_path: Path | None) -> SynthesisContext:
@@ -58,6 +59,7 @@ class SynthesisContext:
             pose_source=create_pose_source(params.poses, root),
             face_segment=face_segments(model.lbs_weights, faces).cpu(),
             faces=faces,
+            backgrounds=appearance.BackgroundCatalogue(params.appearance.backgrounds),
         )
 
 
@@ -71,6 +73,14 @@ def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def balanced_classes(part: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    """AJAHR indices (count,) for a part: amputees cycle through the 12 classes in a random
+    order, so every class has its share to within one sample; other parts are intact (12)."""
+    if part != "amputee":
+        return np.full(count, NON_AMPUTEE)
+    return rng.permutation(np.resize(np.arange(NON_AMPUTEE), count))
 
 
 def _sample_poses(context: SynthesisContext, count: int, rng: np.random.Generator, split: str):
@@ -107,15 +117,20 @@ def synthesize_batch(
     part: str,
     keys: list[str],
     rng: np.random.Generator,
+    classes: np.ndarray | None = None,
 ) -> list[Sample]:
-    """Generate and encode the samples named ``keys`` of one split and part."""
+    """Generate and encode the samples named ``keys`` of one split and part.
+
+    ``classes`` (len(keys),) gives the AJAHR index of each sample; by default amputees are drawn
+    uniformly over the 12 classes and the other parts are intact (class 12).
+    """
     params = context.params
     device = params.device
     count = len(keys)
     poses = _sample_poses(context, count, rng, split)
 
-    # Amputees are uniform over the 12 classes; the other parts are intact bodies.
-    classes = rng.integers(0, NON_AMPUTEE, count) if part == "amputee" else np.full(count, NON_AMPUTEE)
+    if classes is None:
+        classes = balanced_classes(part, count, rng)
     head_labels = head_labels_from_classes(torch.as_tensor(classes))
     zeroed = zeroed_joint_mask(head_labels)
     absent = absent_coco_keypoints(zeroed)
@@ -152,10 +167,8 @@ def synthesize_batch(
     vertices, joints_smpl, joints_coco = vertices + shift, joints_smpl + shift, joints_coco + shift
 
     colours, appearance_meta = appearance.sample_vertex_colors(context.model, count, rng, params.appearance)
-    lights = appearance.sample_lights(count, rng, params.appearance)
-    backgrounds, background_ids = appearance.sample_backgrounds(
-        count, rng, split, params.appearance, camera.crop_size
-    )
+    lights = appearance.sample_lights(count, rng, params.appearance.lighting)
+    backgrounds, background_ids = context.backgrounds.sample_backgrounds(count, rng, split, camera.crop_size)
     rendered = context.renderer.render(
         vertices.to(device),
         context.faces,
@@ -171,10 +184,10 @@ def synthesize_batch(
 
     occluder_mask = None
     if part == "occlusion":
-        textures, _ = appearance.sample_backgrounds(count, rng, split, params.appearance, camera.crop_size)
+        textures, _ = context.backgrounds.sample_backgrounds(count, rng, split, camera.crop_size)
         images, occluders = draw_occluders(images, keypoints2d.numpy(), rng, textures)
         occluder_mask = torch.as_tensor(np.stack([o.mask for o in occluders]))
-    images = appearance.color_jitter(images, rng, params.appearance)
+    images = appearance.colour_jitter(images, rng, params.appearance.colour_jitter)
 
     states = keypoint_states(
         keypoints2d, joints_coco[..., 2], absent, rendered.face_id.cpu(), rendered.depth.cpu(),

@@ -33,17 +33,25 @@ def _shape_mask(points: np.ndarray, size: int, rng: np.random.Generator, kind: s
     centre = (points.min(0) + points.max(0)) / 2
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
-    if kind == "ellipse":
-        # An ellipse through the corners of the points' box (half-axes scaled by sqrt 2) holds the box.
-        half = (points.max(0) - points.min(0)) / 2 * np.sqrt(2) + margin
-        draw.ellipse([*(centre - half), *(centre + half)], fill=255)
+    start, end = points[0], points[-1]
+    direction = end - start
+    length = np.linalg.norm(direction)
+    direction = direction / length if length > 1e-6 else np.array([1.0, 0.0])
+    normal = np.array([-direction[1], direction[0]])
+    spread = np.abs((points - start) @ normal).max()  # how far the bend leaves the straight line
+    if kind == "ellipse":  # along the limb: the ends on its major axis, the bend inside it
+        middle = (start + end) / 2
+        # Half-axes scaled by sqrt 2 hold the box around the points in the limb's frame.
+        along = np.abs((points - middle) @ direction).max()
+        across = np.abs((points - middle) @ normal).max()
+        half_length, half_width = np.sqrt(2) * along + margin, np.sqrt(2) * across + margin
+        t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        outline = (
+            middle + np.outer(np.cos(t) * half_length, direction) + np.outer(np.sin(t) * half_width, normal)
+        )
+        draw.polygon([tuple(p) for p in outline], fill=255)
     elif kind == "bar":  # a thick bar along the limb, like a board or a bag
-        start, end = points[0], points[-1]
-        direction = end - start
-        length = np.linalg.norm(direction)
-        direction = direction / length if length > 1e-6 else np.array([1.0, 0.0])
-        normal = np.array([-direction[1], direction[0]])
-        width = np.abs((points - start) @ normal).max() + margin
+        width = spread + margin
         start, end = start - direction * margin, end + direction * margin
         corners = [start + normal * width, end + normal * width, end - normal * width, start - normal * width]
         draw.polygon([tuple(c) for c in corners], fill=255)

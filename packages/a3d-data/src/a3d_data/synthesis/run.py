@@ -93,17 +93,19 @@ def _context(params_json: str, root: str, body_model_path: str | None):
 def synthesize_shard(task: ShardTask, params_json: str, root: str, dataset_dir: str,
                      body_model_path: str | None) -> dict:  # fmt: skip
     """Generate one shard and return its table row and index rows (runs in a worker)."""
-    from a3d_data.synthesis.generate import synthesize_batch
+    from a3d_data.synthesis.generate import balanced_classes, synthesize_batch
     from a3d_data.synthesis.shards import write_shard
 
     context = _context(params_json, root, body_model_path)
     rng = np.random.default_rng(np.random.SeedSequence(list(task.seed)))
     keys = task.keys()
     batch_size = context.params.batch_size
+    classes = balanced_classes(task.part, len(keys), rng)
 
     def samples() -> Iterator:
         for start in range(0, len(keys), batch_size):
-            yield from synthesize_batch(context, task.split, task.part, keys[start : start + batch_size], rng)
+            chunk = slice(start, start + batch_size)
+            yield from synthesize_batch(context, task.split, task.part, keys[chunk], rng, classes[chunk])
 
     rows: list[dict] = []
 
