@@ -118,3 +118,18 @@ def test_smplx_output_joints_include_the_vertex_keypoints(body_model):
     out = _rest(body_model, torch.zeros(3, 10))
     assert out.joints.shape == (3, 45, 3)
     assert out.vertices.shape == (3, 13718, 3)
+
+
+def test_fast_skinning_matches_smplx_forward(body_model):
+    generator = torch.Generator().manual_seed(4)
+    from tests.conftest import random_rotmats
+
+    rotmats = random_rotmats(generator, 3)
+    rotmats[1, [17, 19, 21, 23]] = 0  # an amputated right arm
+    betas, transl = torch.randn(3, 10, generator=generator), torch.randn(3, 3, generator=generator)
+    with torch.no_grad():
+        ours = body_model.forward_rotmats(rotmats, betas, transl)
+        theirs = body_model(global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], betas=betas, transl=transl,
+                            pose2rot=False)  # fmt: skip
+    torch.testing.assert_close(ours.vertices, theirs.vertices, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.joints, theirs.joints, atol=1e-5, rtol=0)

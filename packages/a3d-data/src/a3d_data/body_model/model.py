@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import smplx
 import torch
+from smplx.lbs import batch_rigid_transform
 from smplx.utils import SMPLOutput, Struct
 
 from a3d_data.body_model.io import BodyModelArrays, BodyModelFileError, read_body_model
@@ -39,10 +40,13 @@ class BodyModel(smplx.SMPL):
                 f"{arrays.source}: field 'shapedirs' has {available} shape directions, "
                 f"{num_betas} betas were asked for"
             )
+        # A model without pose correctives (the A3D model) gets one zero offset that broadcasts
+        # over all vertices: smplx would otherwise multiply every pose by a (207, V*3) zero matrix.
+        posedirs = arrays.posedirs if arrays.posedirs.any() else np.zeros((1, 3, arrays.posedirs.shape[-1]))
         struct = Struct(
             v_template=arrays.v_template,
             shapedirs=arrays.shapedirs,
-            posedirs=arrays.posedirs,
+            posedirs=posedirs,
             J_regressor=arrays.j_regressor,
             weights=arrays.weights,
             kintree_table=np.stack([np.array(SMPL_PARENTS), np.arange(NUM_SMPL_JOINTS)]),
@@ -74,13 +78,18 @@ class BodyModel(smplx.SMPL):
         betas: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
     ) -> SMPLOutput:
-        """Pose the model with rotation matrices.
+        """Pose the model with rotation matrices; the same result as smplx's ``forward``.
 
         Parameters
         ----------
         rotmats : (B, 24, 3, 3) local joint rotations, root first; zero matrices amputate.
         betas : (B, num_betas) shape coefficients, zeros when omitted.
         transl : (B, 3) metres, zeros when omitted.
+
+        Returns an ``SMPLOutput`` with vertices (B, V, 3) and joints (B, 45, 3) in metres.
+        Skinning blends the joints' 3x4 transforms per vertex and applies them with
+        element-wise products: smplx's per-vertex 4x4 batched matmul is several times slower
+        on CPU, and this runs for every synthesized sample and every training step.
         """
         if rotmats.ndim != 4 or rotmats.shape[1:] != (NUM_SMPL_JOINTS, 3, 3):
             raise ValueError(f"rotmats: expected shape (B, 24, 3, 3), got {tuple(rotmats.shape)}")
@@ -89,14 +98,30 @@ class BodyModel(smplx.SMPL):
             betas = rotmats.new_zeros(batch, self.num_betas)
         elif betas.shape != (batch, self.num_betas):
             raise ValueError(f"betas: expected shape ({batch}, {self.num_betas}), got {tuple(betas.shape)}")
-        if transl is None:
-            transl = rotmats.new_zeros(batch, 3)
-        return self(
+        rest = self.v_template + torch.einsum("bl,vkl->bvk", betas, self.shapedirs)
+        rest_joints = torch.einsum("jv,bvk->bjk", self.J_regressor, rest)
+        if self.posedirs.shape[1] > 3:  # pose correctives (a licensed SMPL)
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            features = (rotmats[:, 1:] - eye).reshape(batch, -1)
+            rest = rest + (features @ self.posedirs).view(batch, -1, 3)
+        posed_joints, transforms = batch_rigid_transform(
+            rotmats, rest_joints, self.parents, dtype=rotmats.dtype
+        )
+        blended = (self.lbs_weights @ transforms[:, :, :3, :].reshape(batch, NUM_SMPL_JOINTS, 12)).view(
+            batch, -1, 3, 4
+        )
+        vertices = (blended[..., :3] * rest[:, :, None, :]).sum(-1) + blended[..., 3]
+        joints = self.vertex_joint_selector(vertices, posed_joints)
+        if transl is not None:
+            joints = joints + transl[:, None, :]
+            vertices = vertices + transl[:, None, :]
+        return SMPLOutput(
+            vertices=vertices,
+            joints=joints,
+            betas=betas,
             global_orient=rotmats[:, :1],
             body_pose=rotmats[:, 1:],
-            betas=betas,
-            transl=transl,
-            pose2rot=False,
+            full_pose=rotmats,
         )
 
     def coco_keypoints(self, vertices: torch.Tensor) -> torch.Tensor:
