@@ -12,6 +12,10 @@ import torch
 MIN_DEPTH: Final[float] = 1e-3
 
 
+class RendererUnavailableError(RuntimeError):
+    """The requested rendering backend cannot run here (a missing library or device)."""
+
+
 @dataclass(frozen=True)
 class Lights:
     """Per-image lighting (B = batch).
@@ -139,9 +143,7 @@ def check_render_inputs(
             raise ValueError(f"background: expected dtype uint8, got {background.dtype}")
 
 
-def composite(
-    shaded: torch.Tensor, face_id: torch.Tensor, background: torch.Tensor | None
-) -> torch.Tensor:
+def composite(shaded: torch.Tensor, face_id: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
     """The mesh's colours (B, H, W, 3) uint8 over ``background`` (black when None), by ``face_id``."""
     if background is None:
         background = torch.zeros_like(shaded)
