@@ -222,25 +222,53 @@ def render_throughput(config: BenchConfig) -> list[Row]:
     return rows
 
 
-# Every section, in the order they run; each returns its rows. The end-to-end section (pose to JPEG
-# and labels on disk) joins this list once the synthesis code exists.
+def end_to_end_throughput(config: BenchConfig, samples: int = 768) -> list[Row]:
+    """Samples/s of the whole synthesis, pose to JPEG and labels in shards on disk.
+
+    Runs the ``synthesize`` stage's own code (default params, a half amputee / half non-amputee
+    train split) with one worker process and with one per core; worker start-up is included.
+    """
+    from a3d_data.synthesis.params import PartSizes, SynthesizeParams
+    from a3d_data.synthesis.run import run_synthesis
+
+    rows = []
+    for workers in sorted({1, os.cpu_count() or 1}):
+        params = SynthesizeParams(
+            seed=config.seed,
+            sizes={"train": PartSizes(amputee=samples // 2, non_amputee=samples // 2)},
+            shard_size=max(1, samples // (4 * workers)),
+            workers=workers,
+            output=Path("a3d"),
+        )
+        with tempfile.TemporaryDirectory(prefix="bench-a3d-") as folder:
+            started = time.perf_counter()
+            summary = run_synthesis(params, Path(folder))
+            seconds = time.perf_counter() - started
+        rows.append(
+            Row("e2e", f"synthesize ({workers} worker{'s' if workers > 1 else ''})", "cpu",
+                params.batch_size, 1000.0 * seconds / summary["samples"],
+                f"{summary['samples']} samples, {summary['bytes'] / summary['samples'] / 1024:.1f} KiB each")
+        )  # fmt: skip
+    return rows
+
+
+# Every section, in the order they run; each returns its rows.
 SECTIONS: dict[str, Callable[[BenchConfig], list[Row]]] = {
     "render": render_throughput,
+    "e2e": end_to_end_throughput,
 }
 
 
 def format_table(rows: list[Row]) -> str:
-    """Rows as a text table, with each row's speed-up over the pyrender baseline of its section."""
-    baselines = {
-        r.section: r.frames_per_second for r in rows if r.name.startswith("pyrender") and r.ms_per_frame
-    }
+    """Rows as a text table, with each row's speed-up over the pyrender render-only baseline."""
+    measured = [r.frames_per_second for r in rows if r.name.startswith("pyrender") and r.ms_per_frame]
     header = (
         f"{'section':8} {'renderer':26} {'device':7} {'batch':>5} {'ms/frame':>9} {'frames/s':>9} "
         f"{'vs pyrender':>11}  note"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
-        baseline = baselines.get(row.section)
+        baseline = measured[0] if measured else None
         if row.ms_per_frame is None:
             speed, ratio = f"{'-':>9} {'-':>9}", f"{'-':>11}"
         else:
