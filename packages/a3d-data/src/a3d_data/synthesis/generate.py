@@ -80,7 +80,8 @@ def balanced_classes(part: str, count: int, rng: np.random.Generator) -> np.ndar
     order, so every class has its share to within one sample; other parts are intact (12)."""
     if part != "amputee":
         return np.full(count, NON_AMPUTEE)
-    return rng.permutation(np.resize(np.arange(NON_AMPUTEE), count))
+    # The remainder of count / 12 goes to randomly chosen classes, not always to the first ones.
+    return rng.permutation(np.resize(rng.permutation(NON_AMPUTEE), count))
 
 
 def _sample_poses(context: SynthesisContext, count: int, rng: np.random.Generator, split: str):
