@@ -46,3 +46,27 @@ def test_a_missing_body_model_file_is_named(tmp_path):
     result = runner.invoke(app, ["amputation-figure", "--params", str(params)])
     assert result.exit_code == 2
     assert "SMPL_NEUTRAL.pkl: body-model file not found" in result.output
+
+
+def test_synthesize_refuses_out_of_range_params_before_any_work(tmp_path):
+    params = _params(tmp_path, synthesize={"workers": 0, "output": "data"})
+    result = runner.invoke(app, ["synthesize", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "synthesize.workers: Input should be greater than or equal to 1" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_synthesize_names_a_bad_pose_file_and_its_field(tmp_path):
+    import numpy as np
+
+    (tmp_path / "poses").mkdir()
+    np.savez(tmp_path / "poses" / "clip.npz", poses=np.full((5, 72), np.nan), betas=np.zeros(10))
+    params = _params(
+        tmp_path,
+        synthesize={"output": "data", "poses": {"source": "amass", "files": ["poses/*.npz"]},
+                    "sizes": {"test": {"amputee": 2, "non_amputee": 2, "occlusion": 2}}},
+    )  # fmt: skip
+    result = runner.invoke(app, ["synthesize", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "clip.npz" in result.output and "poses" in result.output and "NaN" in result.output
+    assert not (tmp_path / "data").exists()

@@ -91,9 +91,14 @@ def synthesize(params_file: Path = PARAMS_OPTION) -> None:
         params = load_section(params_file, "synthesize", SynthesizeParams)
     except ParamsError as err:
         _fail(err)
+    from a3d_data.body_model import BodyModelFileError
+    from a3d_data.poses import PoseFileError
     from a3d_data.synthesis.run import run_synthesis
 
-    summary = run_synthesis(params, params_file.parent, resolve_model_path(body, params_file))
+    try:
+        summary = run_synthesis(params, params_file.parent, resolve_model_path(body, params_file))
+    except (PoseFileError, BodyModelFileError) as err:
+        _fail(err)
     typer.echo(
         f"wrote {summary['samples']} samples in {summary['shards']} shards to "
         f"{params_file.parent / params.output} ({summary['samples_per_second']} samples/s)"

@@ -175,11 +175,19 @@ def run_synthesis(params: SynthesizeParams, root: Path, body_model_path: Path | 
     """Generate the whole dataset under ``root / params.output``; return a summary dict."""
     from functools import partial
 
-    dataset_dir = (root / params.output).resolve()
-    dataset_dir.mkdir(parents=True, exist_ok=True)
+    from a3d_data.body_model import read_body_model
+    from a3d_data.poses import create_pose_source
+
     tasks = plan_shards(params)
     if not tasks:
         raise ValueError("synthesize.sizes: every split and part is empty; nothing to generate")
+    # Read the inputs once here, so a bad pose file or body model fails before any worker starts
+    # and before anything is deleted, with the reader's message naming the file and field.
+    create_pose_source(params.poses, root)
+    if body_model_path is not None:
+        read_body_model(body_model_path)
+    dataset_dir = (root / params.output).resolve()
+    dataset_dir.mkdir(parents=True, exist_ok=True)
     planned = {task.relative_path for task in tasks}
     # Tables first: until this run writes new ones, nothing describes the shards being rewritten.
     for table in (INDEX_FILE, SHARDS_FILE):
