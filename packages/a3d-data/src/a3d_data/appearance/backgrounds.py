@@ -263,8 +263,10 @@ class BackgroundCatalogue:
             side = max(1, round(fraction * short))
             top = int(rng.integers(0, height - side + 1))
             left = int(rng.integers(0, width - side + 1))
-        box = (left, top, left + side, top + side)
-        resized = Image.fromarray(photo).resize((size, size), Image.Resampling.BILINEAR, box=box)
+        # Crop before handing pixels to PIL: converting the whole (up to 1024 px) photo for every
+        # sample cost more than the resize itself.
+        crop = np.ascontiguousarray(photo[top : top + side, left : left + side])
+        resized = Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
 
     def sample_backgrounds(
