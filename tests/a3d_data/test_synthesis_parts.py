@@ -154,3 +154,35 @@ def test_a_shard_killed_mid_write_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_shard(tmp_path / "x.tar", dying())
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("yaw_degrees", [0.0, 180.0])
+def test_a_standing_body_shows_its_shoulders_and_hips_from_the_front_and_from_behind(body_model, yaw_degrees):
+    from a3d_data.figures.amputation_classes import yaw_rotation
+    from a3d_data.render import create_renderer
+    from a3d_data.render.base import Lights
+    from a3d_data.synthesis.keypoints import face_segments
+
+    rotmats = torch.eye(3).repeat(1, 24, 1, 1)
+    rotmats[0, 0] = BODY_TO_CAMERA @ yaw_rotation(yaw_degrees)
+    with torch.no_grad():
+        out = body_model.forward_rotmats(rotmats)
+    camera = place_in_crop(out.vertices, np.random.default_rng(0), (0.8, 0.8), 0.0, 0.0, (0.2, 0.3))
+    vertices = out.vertices + camera.cam_t[:, None]
+    coco = body_model.coco_keypoints(vertices)
+    faces = torch.as_tensor(body_model.faces.astype(np.int64))
+    rendered = create_renderer("torch").render(
+        vertices, faces, torch.full_like(vertices, 0.5), torch.full((1,), camera.focal), camera.principal,
+        256, Lights.headlight(1),
+    )  # fmt: skip
+    states = keypoint_states(
+        project(coco, camera.focal, camera.principal), coco[..., 2], torch.zeros(1, 17, dtype=torch.bool),
+        rendered.face_id, rendered.depth, face_segments(body_model.lbs_weights, faces),
+    )[0]  # fmt: skip
+    for k in (5, 6, 11, 12):  # shoulders and hips
+        assert states[k] == KeypointState.VISIBLE, k
+    face = states[:5]
+    if yaw_degrees == 0.0:
+        assert (face == KeypointState.VISIBLE).all()
+    else:  # the nose and eyes are on the far side of the head
+        assert face[0] == KeypointState.OCCLUDED and (face[1:3] == KeypointState.OCCLUDED).all()

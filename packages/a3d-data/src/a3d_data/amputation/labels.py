@@ -6,6 +6,7 @@ also describe bodies with several amputated limbs. A3D itself has one amputated 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -67,6 +68,7 @@ def _check_head_label_values(labels: torch.Tensor) -> None:
         )
 
 
+@functools.cache
 def _class_to_head_table() -> torch.Tensor:
     return torch.tensor([head_labels(i) for i in range(NUM_CLASSES)], dtype=torch.long)
 
@@ -98,6 +100,7 @@ def class_index_from_head_labels(labels: torch.Tensor) -> torch.Tensor:
     return torch.where(count == 0, NON_AMPUTEE, torch.where(count == 1, single, MULTI_LIMB))
 
 
+@functools.cache
 def _zeroed_joint_table() -> torch.Tensor:
     """(heads, head classes, 24) bool: which joints each level of each limb removes."""
     table = torch.zeros(NUM_HEADS, NUM_HEAD_CLASSES, NUM_SMPL_JOINTS, dtype=torch.bool)

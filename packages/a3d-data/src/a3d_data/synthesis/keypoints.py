@@ -8,6 +8,8 @@ the paper stores them; keypoints projecting outside the crop are *outside*.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -15,11 +17,15 @@ from a3d_data.skeleton import COCO_TO_SMPL_JOINT, NUM_COCO_KEYPOINTS, NUM_SMPL_J
 from a3d_data.synthesis.schema import KeypointState
 
 # How far (metres) the visible surface may lie in front of a keypoint before it counts as hidden.
-# Limb and torso keypoints sit inside the body (up to a torso half-depth); face keypoints lie on
-# the skin.
+# Limb keypoints sit inside the body; hips sit deep in the pelvis (up to ~25 cm behind a bent
+# thigh's skin); face keypoints lie on the skin.
 _LIMB_DEPTH_TOLERANCE = 0.16
+_HIP_DEPTH_TOLERANCE = 0.25
 _FACE_DEPTH_TOLERANCE = 0.04
 _FACE_KEYPOINTS = 5  # COCO 0..4: nose, eyes, ears
+_HIP_KEYPOINTS = (11, 12)
+_SHOULDER_KEYPOINTS = (5, 6)
+_SPINE3 = 9
 
 
 def face_segments(weights: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -27,11 +33,13 @@ def face_segments(weights: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return weights[faces].sum(1).argmax(1)
 
 
+@functools.cache
 def keypoint_segments() -> torch.Tensor:
     """(17, 24) bool: which joints' triangles count as a keypoint's own segment.
 
     The joint carrying the keypoint, its parent and its children: a wrist keypoint may show
-    on the forearm or on the hand.
+    on the forearm or on the hand. Shoulders also show on the upper back (spine3), which is
+    what a camera behind the person sees at a shoulder.
     """
     allowed = torch.zeros(NUM_COCO_KEYPOINTS, NUM_SMPL_JOINTS, dtype=torch.bool)
     for k, joint in enumerate(COCO_TO_SMPL_JOINT):
@@ -41,6 +49,7 @@ def keypoint_segments() -> torch.Tensor:
         for child, parent in enumerate(SMPL_PARENTS):
             if parent == joint:
                 allowed[k, child] = True
+    allowed[list(_SHOULDER_KEYPOINTS), _SPINE3] = True
     return allowed
 
 
@@ -72,6 +81,7 @@ def keypoint_states(
     own_segment = allowed[torch.arange(NUM_COCO_KEYPOINTS)[None, :].expand(batch, -1), shown_joint]
     tolerance = torch.full((NUM_COCO_KEYPOINTS,), _LIMB_DEPTH_TOLERANCE)
     tolerance[:_FACE_KEYPOINTS] = _FACE_DEPTH_TOLERANCE
+    tolerance[list(_HIP_KEYPOINTS)] = _HIP_DEPTH_TOLERANCE
     in_front = shown_depth < keypoint_depth - tolerance[None, :].to(depth.device)
     # A keypoint just off the silhouette (an empty pixel) is not hidden by anything.
     hidden = (shown_face >= 0) & (~own_segment | in_front)

@@ -129,9 +129,14 @@ def _run_local(tasks, worker: Callable, workers: int, progress: tqdm) -> Iterato
     # spawn: each worker starts clean (no forked torch threads or GL state).
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(worker, task): task for task in tasks}
-        for future in as_completed(futures):
-            yield future.result()
-            progress.update(futures[future].count)
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+                progress.update(futures[future].count)
+        except BaseException:
+            # One failed shard fails the run: do not wait for the queued ones.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _run_dask(tasks, worker: Callable, params: SynthesizeParams, progress: tqdm) -> Iterator[dict]:
@@ -155,6 +160,25 @@ def _run_dask(tasks, worker: Callable, params: SynthesizeParams, progress: tqdm)
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def check_pose_splits(source, params: SynthesizeParams) -> None:
+    """Fail early, naming the source, when a split to generate would get no file pose."""
+    from a3d_data.poses import PoseFileError
+    from a3d_data.synthesis.splits import pose_group_split
+
+    pose_ids = getattr(source, "pose_ids", None)
+    if pose_ids is None:  # procedural: every split draws fresh poses
+        return
+    available = {pose_group_split(str(pid)) for pid in pose_ids}
+    wanted = {split for split, n in params.sizes.items() if n.amputee + n.non_amputee + n.occlusion}
+    missing = sorted(wanted - available)
+    if missing:
+        raise PoseFileError(
+            f"synthesize.poses.files: the {len(pose_ids)} {source.name} poses fall in splits "
+            f"{sorted(available)} only (whole files, or single fits, are assigned to one split); "
+            f"splits {missing} would get none: add files or drop those splits"
+        )
 
 
 def _remove_strays(dataset_dir: Path, keep: set[str]) -> None:
@@ -183,7 +207,7 @@ def run_synthesis(params: SynthesizeParams, root: Path, body_model_path: Path | 
         raise ValueError("synthesize.sizes: every split and part is empty; nothing to generate")
     # Read the inputs once here, so a bad pose file or body model fails before any worker starts
     # and before anything is deleted, with the reader's message naming the file and field.
-    create_pose_source(params.poses, root)
+    check_pose_splits(create_pose_source(params.poses, root), params)
     if body_model_path is not None:
         read_body_model(body_model_path)
     dataset_dir = (root / params.output).resolve()

@@ -46,10 +46,6 @@ class ValidateA3DParams(_Section):
     min_samples_per_split: int = Field(12, ge=1)
     required_parts: dict[str, tuple[str, ...]] = Field(default_factory=_all_parts_in_test)
 
-    # Poses from one file sequence ("<file>/<clip>#<frame>") are near-duplicates: the whole group
-    # must stay in one split. Empty: compare whole pose ids only.
-    pose_group_separator: str = "#"
-
     # Every label file is always read (they are small); JPEG decoding is the slow part.
     check_images: Literal["all", "sample"] = "all"
     images_per_shard: int = Field(32, ge=1)  # with check_images: sample

@@ -22,7 +22,7 @@ import logging
 import re
 import tarfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -46,6 +46,7 @@ from a3d_data.synthesis.schema import (
     SPLITS,
     KeypointState,
 )
+from a3d_data.synthesis.splits import pose_group
 from a3d_data.validation.params import ValidateA3DParams
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ DERIVED_INDEX_COLUMNS: dict[str, str] = {
     "truncated_consistent": "False when a keypoint is outside the crop but truncated is False",
     "is_amputee": "class_index in 0..11",
     "pose_id_split_count": "number of splits the row's pose_id appears in",
-    "pose_group_split_count": "number of splits the row's pose group (pose_id before the separator) is in",
+    "pose_group_split_count": "number of splits the row's pose group (synthesis.splits.pose_group) is in",
     "background_split_count": "number of splits the row's background_id appears in",
     "shard_listed": "the row's shard is listed in shards.parquet",
     "shard_matches_split_part": "the row's shard is shards/<split>/<part>-NNNNN.tar of its split/part",
@@ -446,14 +447,16 @@ def _popcount(series: pd.Series) -> pd.Series:
     return pd.Series(np.bitwise_count(values.to_numpy()).astype(np.int64), index=series.index)
 
 
-def _splits_per_value(frame: pd.DataFrame, column: str, separator: str = "") -> pd.Series:
-    """Per row, the number of splits its value of ``column`` appears in; with ``separator``, values
-    are grouped by their part before it (``"seq#12"`` and ``"seq#13"`` are one group)."""
+def _splits_per_value(
+    frame: pd.DataFrame, column: str, grouping: Callable[[str], str] | None = None
+) -> pd.Series:
+    """Per row, the number of splits its value of ``column`` appears in; with ``grouping``, values
+    are mapped to their group first (``"seq#12"`` and ``"seq#13"`` are one sequence)."""
     if column not in frame or "split" not in frame:
         return pd.Series(0, index=frame.index, dtype=np.int64)
     values = frame[column]
-    if separator:
-        values = values.map(lambda v: v.split(separator, 1)[0] if isinstance(v, str) else v)
+    if grouping is not None:
+        values = values.map(lambda v: grouping(v) if isinstance(v, str) else v)
     counts = frame["split"].groupby(values, dropna=True).transform("nunique")
     return counts.fillna(0).astype(np.int64)
 
@@ -463,7 +466,6 @@ def derive_index_columns(
     scans: Mapping[str, _ShardScan],
     listed: set[str],
     tables: ClassTables,
-    pose_group_separator: str = "#",
 ) -> pd.DataFrame:
     """index.parquet with :data:`DERIVED_INDEX_COLUMNS` appended."""
     frame = index.copy()
@@ -486,7 +488,7 @@ def derive_index_columns(
     frame["truncated_consistent"] = ~outside | _column(frame, "truncated", False).eq(True)
     frame["is_amputee"] = valid & (classes < NUM_AMPUTEE_CLASSES)
     frame["pose_id_split_count"] = _splits_per_value(frame, "pose_id")
-    frame["pose_group_split_count"] = _splits_per_value(frame, "pose_id", pose_group_separator)
+    frame["pose_group_split_count"] = _splits_per_value(frame, "pose_id", pose_group)
     frame["background_split_count"] = _splits_per_value(frame, "background_id")
 
     shards = [_text(s) for s in _column(frame, "shard", None)]
@@ -660,7 +662,7 @@ def collect_statistics(dataset_dir: Path, params: ValidateA3DParams) -> DatasetS
         shard: scan_shard(dataset_dir, shard, rows_by_shard.get(shard, {}), tables, params)
         for shard in tqdm(all_shards, desc="scanning shards", unit="shard", disable=None)
     }
-    frame = derive_index_columns(index, scans, listed_paths, tables, params.pose_group_separator)
+    frame = derive_index_columns(index, scans, listed_paths, tables)
     splits, classes = split_tables(frame)
     return DatasetStatistics(
         dataset_dir=dataset_dir,

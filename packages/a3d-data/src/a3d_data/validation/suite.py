@@ -309,7 +309,7 @@ def index_checks(params: ValidateA3DParams) -> list[Check]:
     c.between("pose_in_one_split", "each pose_id appears in one split only", "pose_id_split_count", 1, 1)
     c.between(
         "pose_group_in_one_split",
-        f"each pose group (pose_id up to {params.pose_group_separator!r}) appears in one split only",
+        "each pose group (a file's sequence; an HMR fit alone) appears in one split only",
         "pose_group_split_count",
         1,
         1,
