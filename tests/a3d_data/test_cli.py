@@ -70,3 +70,10 @@ def test_synthesize_names_a_bad_pose_file_and_its_field(tmp_path):
     assert result.exit_code == 2
     assert "clip.npz" in result.output and "poses" in result.output and "NaN" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_the_contact_sheet_asks_for_a_dataset_when_there_is_none(tmp_path):
+    params = _params(tmp_path, synthesize={"output": "nowhere"})
+    result = runner.invoke(app, ["contact-sheet", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "no readable A3D dataset" in result.output and "a3d synthesize" in result.output

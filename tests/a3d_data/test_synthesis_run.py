@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from a3d_data.amputation import absent_coco_keypoints, head_labels_from_classes, zeroed_joint_mask
-from a3d_data.synthesis import run as synthesis_run
 from a3d_data.synthesis.params import PartSizes, SynthesizeParams
 from a3d_data.synthesis.run import plan_shards, run_synthesis
 from a3d_data.synthesis.schema import (
@@ -140,20 +139,54 @@ def test_a_dask_cluster_produces_the_same_shards_as_local_processes(tiny_dataset
 
 
 def test_a_killed_synthesis_leaves_no_index_and_no_partial_shard(tmp_path, monkeypatch):
+    from a3d_data.synthesis import generate
+
     sizes = {"test": PartSizes(amputee=6, non_amputee=6, occlusion=6)}
     run_synthesis(tiny_params(sizes=sizes), tmp_path)  # a complete earlier dataset
-    real = synthesis_run.synthesize_shard
+    real = generate.synthesize_batch
     calls = []
 
-    def dies_on_second_shard(task, **kwargs):
-        calls.append(task)
+    def dies_in_the_second_batch(*args, **kwargs):  # the first shard is half written by then
+        calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed")
-        return real(task, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthesis_run, "synthesize_shard", dies_on_second_shard)
+    monkeypatch.setattr(generate, "synthesize_batch", dies_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         run_synthesis(tiny_params(sizes=sizes, seed=5), tmp_path)
     dataset = tmp_path / "a3d"
     assert not (dataset / INDEX_FILE).exists() and not (dataset / SHARDS_FILE).exists()
     assert not [p for p in dataset.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_single_file_of_hmr_fits_spreads_over_the_splits_fit_by_fit(tmp_path):
+    rotations = np.tile(np.eye(3, dtype=np.float32), (200, 24, 1, 1))
+    rotations[:, 0] = np.diag([1.0, -1.0, -1.0])  # upright in the camera frame
+    np.savez(tmp_path / "fits.npz", global_orient=rotations[:, :1], body_pose=rotations[:, 1:],
+             betas=np.zeros((200, 10), np.float32))  # fmt: skip
+    from a3d_data.poses import PoseParams
+
+    params = tiny_params(
+        sizes={
+            "train": PartSizes(amputee=4, non_amputee=4),
+            "test": PartSizes(amputee=2, non_amputee=2, occlusion=2),
+        },
+        shard_size=4,
+        poses=PoseParams(source="hmr", files=["fits.npz"]),
+    )
+    run_synthesis(params, tmp_path)
+    index = pd.read_parquet(tmp_path / "a3d" / INDEX_FILE)
+    assert (index["pose_source"] == "hmr").all()
+    assert (index.groupby("pose_id")["split"].nunique() == 1).all()
+
+
+def test_a_split_without_file_poses_is_refused_before_any_work(tmp_path):
+    from a3d_data.poses import PoseFileError, PoseParams
+
+    clip = tmp_path / "clip.npz"
+    np.savez(clip, poses=np.zeros((30, 72), np.float32), betas=np.zeros(10, np.float32))
+    params = tiny_params(poses=PoseParams(source="amass", files=["clip.npz"]))  # one sequence: one split
+    with pytest.raises(PoseFileError, match=r"synthesize.poses.files: .* would get none"):
+        run_synthesis(params, tmp_path)
+    assert not (tmp_path / "a3d").exists()

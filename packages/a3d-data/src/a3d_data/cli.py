@@ -93,11 +93,12 @@ def synthesize(params_file: Path = PARAMS_OPTION) -> None:
         _fail(err)
     from a3d_data.body_model import BodyModelFileError
     from a3d_data.poses import PoseFileError
+    from a3d_data.render.base import RendererUnavailableError
     from a3d_data.synthesis.run import run_synthesis
 
     try:
         summary = run_synthesis(params, params_file.parent, resolve_model_path(body, params_file))
-    except (PoseFileError, BodyModelFileError) as err:
+    except (PoseFileError, BodyModelFileError, RendererUnavailableError) as err:
         _fail(err)
     typer.echo(
         f"wrote {summary['samples']} samples in {summary['shards']} shards to "
@@ -141,11 +142,14 @@ def pose_families(
         synthesis = load_section(params_file, "synthesize", SynthesizeParams)
     except ParamsError as err:
         _fail(err)
-    from a3d_data.body_model import load_body_model
+    from a3d_data.body_model import BodyModelFileError, load_body_model
     from a3d_data.poses import ProceduralPoseSource
     from a3d_data.poses.figure import draw_pose_families
 
-    model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+    try:
+        model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+    except BodyModelFileError as err:
+        _fail(err)
     output = output if output.is_absolute() else params_file.parent / output
     draw_pose_families(model, ProceduralPoseSource(synthesis.poses), output)
     typer.echo(f"wrote {output}")
@@ -165,7 +169,11 @@ def contact_sheet(params_file: Path = PARAMS_OPTION) -> None:
     from a3d_data.synthesis.contact_sheet import draw_contact_sheet
 
     output = params.output if params.output.is_absolute() else params_file.parent / params.output
-    draw_contact_sheet(params_file.parent / synthesis.output, params, output)
+    dataset = params_file.parent / synthesis.output
+    try:
+        draw_contact_sheet(dataset, params, output)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(f"{dataset}: no readable A3D dataset ({err}); run `a3d synthesize` first")
     typer.echo(f"wrote {output}")
 
 

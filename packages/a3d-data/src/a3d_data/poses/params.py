@@ -25,9 +25,10 @@ class PoseParams(BaseModel):
     # AMASS is recorded at 60-120 fps; consecutive frames are near duplicates. Not used for hmr,
     # where every fit belongs to its own image.
     frame_stride: int = Field(10, ge=1, le=10000)
-    # False: drop the files' shape coefficients (they belong to the model the files were fitted
-    # with), so the synthesis samples shapes for its own body model.
-    use_file_betas: bool = True
+    # False (default): drop the files' shape coefficients, which belong to the model the files
+    # were fitted with (a licensed SMPL), and let the synthesis sample shapes for its own body
+    # model. True when the body model is the one the files were fitted with.
+    use_file_betas: bool = False
     # Procedural only. A family left out has weight 0.
     family_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FAMILY_WEIGHTS))
     # Heading of the body about the vertical, drawn uniformly in [low, high] degrees.

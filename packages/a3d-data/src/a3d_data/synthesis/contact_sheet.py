@@ -85,7 +85,8 @@ def draw_contact_sheet(dataset_dir: Path, params: ContactSheetParams, output: Pa
     for ax in axes:
         ax.set_axis_off()
     for ax, (_, row), (image, labels) in zip(axes, rows.iterrows(), samples, strict=False):
-        ax.imshow(image)
+        # Pixel edges at integers, as the labels count them (pixel i spans [i, i + 1)).
+        ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0))
         points, states = labels["keypoints2d"], labels["keypoint_state"]
         for a, b in BONES:
             if states[a] != KeypointState.ABSENT and states[b] != KeypointState.ABSENT:

@@ -50,6 +50,7 @@ class SynthesisContext:
 
     @classmethod
     def build(cls, params: SynthesizeParams, root: Path, body_model_path: Path | None) -> SynthesisContext:
+        # A3D stores 10 betas (schema), whatever the body model could take.
         model = load_body_model(body_model_path, num_betas=len(BETA_COLUMNS)).to(params.device)
         faces = torch.as_tensor(model.faces.astype(np.int64), device=params.device)
         return cls(
@@ -154,8 +155,6 @@ def synthesize_batch(
         vertices = out.vertices.cpu()
         joints_smpl = out.joints[:, :24].cpu()
         joints_coco = context.model.coco_keypoints(out.vertices).cpu()
-        # The occlusion set hides limbs of intact bodies: the occluder needs the intact keypoints,
-        # which for non-amputees are the same ones.
     camera = place_in_crop(
         vertices,
         rng,
@@ -185,8 +184,10 @@ def synthesize_batch(
 
     occluder_mask = None
     if part == "occlusion":
-        textures, _ = context.backgrounds.sample_backgrounds(count, rng, split, camera.crop_size)
-        images, occluders = draw_occluders(images, keypoints2d.numpy(), rng, textures)
+        def texture() -> np.ndarray:  # another background of the same split
+            return context.backgrounds.sample_backgrounds(1, rng, split, camera.crop_size)[0][0]
+
+        images, occluders = draw_occluders(images, keypoints2d.numpy(), rng, texture)
         occluder_mask = torch.as_tensor(np.stack([o.mask for o in occluders]))
     images = appearance.colour_jitter(images, rng, params.appearance.colour_jitter)
 

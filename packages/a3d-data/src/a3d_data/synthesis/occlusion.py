@@ -7,6 +7,7 @@ non-amputee; the hidden keypoints are marked occluded. BPAC-Net must learn to te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +66,14 @@ def _shape_mask(points: np.ndarray, size: int, rng: np.random.Generator, kind: s
     return np.asarray(canvas) > 0
 
 
-def _fill(size: int, rng: np.random.Generator, texture: np.ndarray | None) -> np.ndarray:
-    """An occluder's appearance (size, size, 3) uint8: a texture, stripes or a shaded colour."""
+def _fill(size: int, rng: np.random.Generator, texture: Callable[[], np.ndarray] | None) -> np.ndarray:
+    """An occluder's appearance (size, size, 3) uint8: a texture, stripes or a shaded colour.
+
+    ``texture`` is called only when a texture is chosen (drawing one costs milliseconds).
+    """
     choice = rng.random()
     if texture is not None and choice < 0.45:
-        return texture
+        return texture()
     colour = rng.uniform(20, 235, 3)
     ramp = np.linspace(0.75, 1.1, size)[:, None, None] * np.ones((1, size, 1))
     image = colour[None, None, :] * ramp
@@ -87,12 +91,12 @@ def draw_occluders(
     images: np.ndarray,
     keypoints2d: np.ndarray,
     rng: np.random.Generator,
-    textures: np.ndarray | None = None,
+    texture: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[Occluder]]:
     """Draw one occluder per image over a random limb at a random level.
 
     images : (B, H, W, 3) uint8 (modified copy returned); keypoints2d : (B, 17, 2) pixels of the
-    intact body; textures : (B, H, W, 3) uint8 patches to fill occluders with, or None.
+    intact body; texture : returns an (H, W, 3) uint8 patch to fill an occluder with, or None.
     """
     out = images.copy()
     size = images.shape[1]
@@ -108,7 +112,7 @@ def draw_occluders(
             points = np.stack([points[0], points[0] + 0.5 * (points[0] - parent)])
         kind = str(rng.choice(["ellipse", "bar", "polygon"]))
         mask = _shape_mask(points, size, rng, kind)
-        fill = _fill(size, rng, None if textures is None else textures[i])
+        fill = _fill(size, rng, texture)
         out[i][mask] = fill[mask]
         occluders.append(Occluder(mask=mask, limb=limb, level=level, kind=kind))
     return out, occluders

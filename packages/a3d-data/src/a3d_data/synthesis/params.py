@@ -66,6 +66,17 @@ class SynthesizeParams(_Section):
     poses: PoseParams = PoseParams()
     appearance: AppearanceParams = AppearanceParams()
 
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, value: str) -> str:
+        import torch
+
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"not a torch device name ({err}); expected e.g. cpu, cuda, cuda:0") from None
+        return value
+
     @model_validator(mode="after")
     def _known_splits(self) -> SynthesizeParams:
         unknown = set(self.sizes) - set(SPLITS)
