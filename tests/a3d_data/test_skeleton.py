@@ -43,3 +43,22 @@ def test_each_coco_limb_keypoint_is_carried_by_the_joint_of_the_same_name():
 def test_smplx_output_has_24_joints_then_21_vertex_keypoints():
     assert len(SMPL_OUTPUT_JOINT_NAMES) == 45
     assert SMPL_OUTPUT_JOINT_NAMES[24] == "nose"
+
+
+def test_limb_chains_follow_bpac_heads_and_each_amputation_level_removes_their_tail():
+    import torch
+
+    from a3d_data.amputation import (
+        absent_coco_keypoints,
+        class_for,
+        head_labels_from_classes,
+        zeroed_joint_mask,
+    )
+    from a3d_data.amputation.table import Level, Limb
+    from a3d_data.skeleton import COCO_LIMB_CHAINS
+
+    for limb in Limb:
+        for level in (Level.DISTAL, Level.MIDDLE, Level.PROXIMAL):
+            labels = head_labels_from_classes(torch.tensor([class_for(limb, level)]))
+            absent = set(torch.nonzero(absent_coco_keypoints(zeroed_joint_mask(labels))[0]).flatten().tolist())
+            assert absent == set(COCO_LIMB_CHAINS[limb][2 - int(level) :])

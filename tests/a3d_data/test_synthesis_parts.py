@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from a3d_data.skeleton import COCO_LIMB_CHAINS
 from a3d_data.synthesis.camera import BODY_TO_CAMERA, place_in_crop, project, yaw_of
 from a3d_data.synthesis.keypoints import keypoint_segments, keypoint_states, state_bitmask
-from a3d_data.synthesis.occlusion import LIMB_KEYPOINTS, draw_occluders
+from a3d_data.synthesis.occlusion import draw_occluders
 from a3d_data.synthesis.schema import BBOX_SCALE_UNIT, KeypointState
 from a3d_data.synthesis.shards import Sample, file_sha256, write_shard
 from a3d_data.synthesis.splits import pose_group_split
@@ -119,7 +120,7 @@ def test_occluders_cover_the_keypoints_they_hide():
     keypoints = rng.uniform(60, 200, (12, 17, 2))
     out, occluders = draw_occluders(images, keypoints, rng)
     for i, occluder in enumerate(occluders):
-        chain = LIMB_KEYPOINTS[occluder.limb][2 - occluder.level :]
+        chain = COCO_LIMB_CHAINS[occluder.limb][2 - occluder.level :]
         for k in chain:
             x, y = keypoints[i, k].astype(int)
             assert occluder.mask[y, x]
@@ -158,7 +159,7 @@ def test_a_shard_killed_mid_write_leaves_nothing(tmp_path):
 
 @pytest.mark.parametrize("yaw_degrees", [0.0, 180.0])
 def test_a_standing_body_shows_its_shoulders_and_hips_from_the_front_and_from_behind(body_model, yaw_degrees):
-    from a3d_data.figures.amputation_classes import yaw_rotation
+    from a3d_data.figures.painter import yaw_rotation
     from a3d_data.render import create_renderer
     from a3d_data.render.base import Lights
     from a3d_data.synthesis.keypoints import face_segments

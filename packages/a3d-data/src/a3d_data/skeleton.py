@@ -38,6 +38,12 @@ COCO_TO_SMPL_JOINT: Final[tuple[int, ...]] = (
     15, 15, 15, 15, 15, 16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8,
 )  # fmt: skip
 
+# COCO keypoints of each limb from proximal to distal, in BPAC-Net's head order (right arm,
+# left arm, left leg, right leg): shoulder, elbow, wrist or hip, knee, ankle.
+COCO_LIMB_CHAINS: Final[tuple[tuple[int, int, int], ...]] = (
+    (6, 8, 10), (5, 7, 9), (11, 13, 15), (12, 14, 16),
+)  # fmt: skip
+
 # The COCO keypoints BPAC-Net turns into heatmaps (brief §4.2): shoulders to ankles.
 BPAC_COCO_KEYPOINTS: Final[tuple[int, ...]] = tuple(range(5, 17))
 

@@ -28,36 +28,13 @@ from a3d_data.amputation import (  # noqa: E402
 )
 from a3d_data.atomic import atomic_path  # noqa: E402
 from a3d_data.body_model import BodyModel  # noqa: E402
+from a3d_data.figures.painter import SKIN_COLOUR, shaded_polygons, yaw_rotation  # noqa: E402
 from a3d_data.params import AmputationFigureParams  # noqa: E402
 from a3d_data.skeleton import NUM_SMPL_JOINTS, SMPL_JOINT_NAMES  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-_SKIN = np.array([0.80, 0.66, 0.56])
 _GHOST = np.array([0.85, 0.25, 0.25])
-_LIGHT = np.array([-0.35, 0.45, 0.82]) / np.linalg.norm([-0.35, 0.45, 0.82])
-
-
-def yaw_rotation(degrees: float) -> torch.Tensor:
-    """Rotation (3, 3) about the vertical (y) axis."""
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def _shaded_polygons(
-    vertices: np.ndarray, faces: np.ndarray, base: np.ndarray, face_mask: np.ndarray | None = None
-):
-    """Front-facing, non-degenerate triangles sorted far to near, with Lambert-shaded colours."""
-    triangles = vertices[faces]
-    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    area = np.linalg.norm(normals, axis=1)
-    keep = (area > 1e-12) & (normals[:, 2] > 0)  # the camera looks down -z from +z
-    if face_mask is not None:
-        keep &= face_mask
-    triangles, normals, area = triangles[keep], normals[keep], area[keep]
-    shade = 0.35 + 0.65 * np.clip((normals / area[:, None]) @ _LIGHT, 0.0, 1.0)
-    order = np.argsort(triangles[:, :, 2].mean(1))
-    return triangles[order][:, :, :2], np.clip(base[None] * shade[order, None], 0, 1)
 
 
 def draw_amputation_classes(model: BodyModel, params: AmputationFigureParams, output: Path) -> Path:
@@ -89,9 +66,9 @@ def draw_amputation_classes(model: BodyModel, params: AmputationFigureParams, ou
         ax = axes[i]
         ghost_faces = ghost_vertices[i][faces].any(1)
         if ghost_faces.any():
-            polys, colours = _shaded_polygons(intact.vertices[i].numpy(), faces, _GHOST, ghost_faces)
+            polys, colours = shaded_polygons(intact.vertices[i].numpy(), faces, _GHOST, ghost_faces)
             ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors="none", alpha=0.18))
-        polys, colours = _shaded_polygons(amputee.vertices[i].numpy(), faces, _SKIN)
+        polys, colours = shaded_polygons(amputee.vertices[i].numpy(), faces, SKIN_COLOUR)
         # Edges in the face colour close the anti-aliasing seams between adjacent triangles.
         ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors=colours, linewidths=0.3))
         if row.amputation_joint is not None:

@@ -22,7 +22,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 
 from a3d_data.atomic import atomic_path  # noqa: E402
 from a3d_data.body_model import BodyModel  # noqa: E402
-from a3d_data.figures.amputation_classes import _SKIN, _shaded_polygons, yaw_rotation  # noqa: E402
+from a3d_data.figures.painter import SKIN_COLOUR, shaded_polygons, yaw_rotation  # noqa: E402
 from a3d_data.poses.base import PoseBatch, PoseSource  # noqa: E402
 from a3d_data.poses.procedural import ProceduralPoseSource  # noqa: E402
 
@@ -109,7 +109,7 @@ def _posed_vertices(model: BodyModel, batch: PoseBatch) -> np.ndarray:
 
 def _draw_body(ax, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Orthographic front view (camera at +z) of one mesh, centred in a fixed-size window."""
-    polys, colours = _shaded_polygons(vertices, faces, _SKIN)
+    polys, colours = shaded_polygons(vertices, faces, SKIN_COLOUR)
     # Edges in the face colour close the anti-aliasing seams between adjacent triangles.
     ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors=colours, linewidths=0.2))
     centre = 0.5 * (vertices[:, :2].min(0) + vertices[:, :2].max(0))

@@ -17,7 +17,7 @@ from PIL import Image  # noqa: E402
 
 from a3d_data.amputation import AMPUTATION_CLASSES, NON_AMPUTEE  # noqa: E402
 from a3d_data.atomic import atomic_path  # noqa: E402
-from a3d_data.synthesis.occlusion import LIMB_KEYPOINTS  # noqa: E402
+from a3d_data.skeleton import COCO_LIMB_CHAINS  # noqa: E402
 from a3d_data.synthesis.params import ContactSheetParams  # noqa: E402
 from a3d_data.synthesis.schema import (  # noqa: E402
     IMAGE_EXTENSION,
@@ -32,7 +32,7 @@ STATE_STYLE = {
     KeypointState.OUTSIDE: ("x", "#7f7f7f", "outside"),
 }
 # Limb segments for the skeleton lines, plus the shoulder and hip bars.
-BONES = [pair for chain in LIMB_KEYPOINTS for pair in zip(chain[:-1], chain[1:], strict=True)] + [
+BONES = [pair for chain in COCO_LIMB_CHAINS for pair in zip(chain[:-1], chain[1:], strict=True)] + [
     (5, 6),
     (11, 12),
 ]

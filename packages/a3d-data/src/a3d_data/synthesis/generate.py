@@ -184,6 +184,7 @@ def synthesize_batch(
 
     occluder_mask = None
     if part == "occlusion":
+
         def texture() -> np.ndarray:  # another background of the same split
             return context.backgrounds.sample_backgrounds(1, rng, split, camera.crop_size)[0][0]
 

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-# COCO keypoints of each limb from proximal to distal, in BPAC-Net's head order.
-LIMB_KEYPOINTS: tuple[tuple[int, int, int], ...] = ((6, 8, 10), (5, 7, 9), (11, 13, 15), (12, 14, 16))
-LIMB_NAMES: tuple[str, ...] = ("right_arm", "left_arm", "left_leg", "right_leg")
+from a3d_data.skeleton import COCO_LIMB_CHAINS
 
 
 @dataclass(frozen=True)
@@ -104,11 +102,11 @@ def draw_occluders(
     for i in range(len(images)):
         limb = int(rng.integers(0, 4))
         level = int(rng.integers(0, 3))
-        chain = np.array(LIMB_KEYPOINTS[limb])[2 - level :]
+        chain = np.array(COCO_LIMB_CHAINS[limb])[2 - level :]
         # The occluder reaches a little past the limb's end (the hand or foot beyond the wrist/ankle).
         points = keypoints2d[i, chain]
         if len(points) == 1:
-            parent = keypoints2d[i, LIMB_KEYPOINTS[limb][1]]
+            parent = keypoints2d[i, COCO_LIMB_CHAINS[limb][1]]
             points = np.stack([points[0], points[0] + 0.5 * (points[0] - parent)])
         kind = str(rng.choice(["ellipse", "bar", "polygon"]))
         mask = _shape_mask(points, size, rng, kind)
