@@ -17,6 +17,7 @@ expected, before any pose is drawn.
 
 from __future__ import annotations
 
+import abc
 import glob
 import logging
 import zipfile
@@ -64,7 +65,7 @@ def find_pose_files(root: Path, patterns: Sequence[str]) -> list[Path]:
     return sorted(found)
 
 
-class _FilePoseSource:
+class _FilePoseSource(abc.ABC):
     """Frames of several files, drawn uniformly with replacement."""
 
     name = "files"
@@ -88,9 +89,9 @@ class _FilePoseSource:
     def __len__(self) -> int:
         return len(self.pose_ids)
 
+    @abc.abstractmethod
     def _read(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame numbers (T,), rotations (T, 24, 3, 3) in the body frame, betas (T, 10)."""
-        raise NotImplementedError
 
     def sample(self, count: int, rng: np.random.Generator) -> PoseBatch:
         """``count`` frames drawn uniformly (with replacement) from all files' kept frames."""
