@@ -1,0 +1,121 @@
+"""``ajahr``: the command line of ajahr-model. Each command reads its sections of ``params.yaml``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from a3d_data.params import BodyModelParams, ParamsError, load_section
+
+app = typer.Typer(help="AJAHR model: pose tokenizers, BPAC-Net, the regressor.", no_args_is_help=True)
+log = logging.getLogger("ajahr_model")
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The project's params.yaml.")
+# Exit status of a run that stopped before its last step (time or step limit): not a failure, but
+# its outputs are not complete, so an orchestrator (DVC) must not record them as the stage's.
+EXIT_INCOMPLETE = 3
+
+
+@app.callback()
+def main() -> None:
+    """AJAHR model: pose tokenizers, BPAC-Net, the regressor."""
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(err: Exception) -> NoReturn:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _relative_to(params_file: Path, path: Path) -> Path:
+    return path if path.is_absolute() else params_file.parent / path
+
+
+@app.command("train-tokenizer")
+def train_tokenizer(
+    name: str = typer.Argument(..., help="Which tokenizer: non_amputee or amputee."),
+    params_file: Path = PARAMS_OPTION,
+    max_minutes: float | None = typer.Option(
+        None,
+        "--max-minutes",
+        min=0.0,
+        envvar="AJAHR_MAX_TRAIN_MINUTES",
+        help="Stop after this many minutes of training, save, and exit with status 3; rerun to resume.",
+    ),
+    max_steps_this_run: int | None = typer.Option(
+        None,
+        "--max-steps-this-run",
+        min=1,
+        help="Stop after this many steps, save, and exit with status 3; rerun to resume.",
+    ),
+    output_dir: Path = typer.Option(
+        Path("models/tokenizers"),
+        "--output-dir",
+        help="Parent folder of the tokenizer folders, relative to the params file's folder.",
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train pose tokenizer NAME (section ``tokenizer``), resuming from its checkpoint if there is one.
+
+    Exit status 0: trained (or already trained), outputs written; 3: stopped at a limit, checkpoint
+    saved, run again to continue; 2: bad input, nothing done.
+    """
+    _setup_logging()
+    from ajahr_model.tokenizer.params import TOKENIZER_NAMES, TokenizerSection
+
+    if name not in TOKENIZER_NAMES:
+        _fail(ValueError(f"unknown tokenizer {name!r}; expected one of {', '.join(TOKENIZER_NAMES)}"))
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        section = load_section(params_file, "tokenizer", TokenizerSection)
+    except ParamsError as err:
+        _fail(err)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from a3d_data.body_model import BodyModelFileError, load_body_model
+    from ajahr_model.tokenizer.train import resolve_device
+    from ajahr_model.tokenizer.train import train_tokenizer as run
+
+    settings = section.settings()
+    try:
+        device = resolve_device(settings.device)
+        model_path = None if body.path is None else _relative_to(params_file, body.path)
+        body_model = load_body_model(model_path, num_betas=body.num_betas)
+    except (BodyModelFileError, RuntimeError) as err:
+        _fail(err)
+    folder = _relative_to(params_file, output_dir)
+    with logging_redirect_tqdm():
+        outcome = run(
+            name,
+            settings,
+            section.role(name),
+            body_model,
+            folder,
+            profile=section.profile,
+            device=device,
+            max_seconds=None if max_minutes is None else 60.0 * max_minutes,
+            max_steps=max_steps_this_run,
+            progress=progress,
+        )
+    if not outcome.complete:
+        typer.echo(
+            f"stopped at step {outcome.step} of {outcome.total_steps}; saved {outcome.checkpoint} "
+            "(run the same command again to resume)"
+        )
+        raise typer.Exit(code=EXIT_INCOMPLETE)
+    held_out = outcome.results["held_out"]
+    typer.echo(
+        f"tokenizer {name}: held-out MPJPE {held_out['normal']['mpjpe_mm']:.2f} mm normal, "
+        f"{held_out['amputee']['mpjpe_mm']:.2f} mm amputee; trained {outcome.results['train_seconds']:.0f} s"
+    )
+    typer.echo(f"wrote {outcome.checkpoint}, {outcome.metrics}, {outcome.figure}")
+
+
+if __name__ == "__main__":
+    app()
