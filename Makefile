@@ -93,3 +93,7 @@ $(BENCH_STAMP):
 .PHONY: bench-synth
 bench-synth: $(STAMP) $(BENCH_STAMP) ## Benchmark rendering: torch and OpenGL backends vs pyrender + OSMesa
 	$(BIN)/python benchmarks/bench_synth.py
+
+.PHONY: bench-tokenizer
+bench-tokenizer: $(STAMP) ## Benchmark tokenizer training steps (cpu and gpu profiles) vs a VQ-only step
+	$(BIN)/python benchmarks/bench_tokenizer.py

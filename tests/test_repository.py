@@ -16,23 +16,53 @@ def _paths(entries: list) -> list[str]:
     return [next(iter(e)) if isinstance(e, dict) else e for e in entries]
 
 
+def _expanded_stages(pipeline: dict) -> dict[str, dict]:
+    """The stages with every ``foreach`` expanded (``name@item``) and ``${...}`` substituted."""
+    variables = {k: v for entry in pipeline.get("vars", []) for k, v in entry.items()}
+
+    def substitute(value, item=None):
+        if isinstance(value, dict):
+            return {substitute(k, item): substitute(v, item) for k, v in value.items()}
+        if isinstance(value, list):
+            return [substitute(v, item) for v in value]
+        if isinstance(value, str):
+            for key, text in {**variables, **({"item": item} if item is not None else {})}.items():
+                value = value.replace("${" + key + "}", str(text))
+        return value
+
+    stages = {}
+    for name, stage in pipeline["stages"].items():
+        if "foreach" in stage:
+            for item in stage["foreach"]:
+                stages[f"{name}@{item}"] = substitute(stage["do"], item)
+        else:
+            stages[name] = substitute(stage)
+    return stages
+
+
+def _key_exists(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def test_every_stage_names_params_that_exist_and_a_command_that_is_installed():
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    variables = {k: v for entry in pipeline.get("vars", []) for k, v in entry.items()}
-    stages = pipeline["stages"]
+    stages = _expanded_stages(pipeline)
+    assert {"train_tokenizer@non_amputee", "train_tokenizer@amputee"} <= set(stages)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in stages.items():
         for key in stage.get("params", []):
-            section = key.split(".")[0]
-            assert section in params, f"stage {name}: params section {section!r} is not in params.yaml"
+            assert _key_exists(params, key), f"stage {name}: params key {key!r} is not in params.yaml"
         command = stage["cmd"].split()[0]
         installed = (Path(sys.executable).parent / command).exists() or shutil.which(command)
         assert installed, f"stage {name}: command {command!r} is not installed in the environment"
         produced = {str(out) for other in stages.values() for out in _paths(other.get("outs", []))}
         produced |= {str(m) for other in stages.values() for m in _paths(other.get("metrics", []))}
         for dep in stage.get("deps", []):
-            for key, value in variables.items():
-                dep = dep.replace("${" + key + "}", value)
             assert (ROOT / dep).exists() or dep in produced, f"stage {name}: dependency {dep} does not exist"
 
 
@@ -42,3 +72,20 @@ def test_make_help_lists_the_two_commands_of_the_readme():
     assert {"run", "test", "install", "body-model"} <= targets
     readme = (ROOT / "README.md").read_text().splitlines()
     assert any("make run" in line for line in readme[:8]) and any("make test" in line for line in readme[:8])
+
+
+def test_the_tokenizer_stages_declare_what_the_command_writes_and_keep_the_checkpoint():
+    from ajahr_model.tokenizer.params import TOKENIZER_NAMES
+    from ajahr_model.tokenizer.train import CHECKPOINT_NAME, FIGURE_NAME, METRICS_NAME
+
+    stages = _expanded_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
+    for name in TOKENIZER_NAMES:
+        stage = stages[f"train_tokenizer@{name}"]
+        words = stage["cmd"].split()
+        folder = Path(words[words.index("--output-dir") + 1]) / name
+        outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in stage["outs"]}
+        assert set(outs) == {str(folder / CHECKPOINT_NAME), str(folder / FIGURE_NAME)}
+        # persist: a run stopped at a time limit resumes from it instead of DVC deleting it.
+        assert outs[str(folder / CHECKPOINT_NAME)][str(folder / CHECKPOINT_NAME)]["persist"] is True
+        assert _paths(stage["metrics"]) == [str(folder / METRICS_NAME)]
+        assert f"tokenizer.{name}" in stage["params"] and "tokenizer.profiles" in stage["params"]
