@@ -118,3 +118,20 @@ def test_full_rotmats_have_identity_root_and_hands():
     assert full.shape == (2, 24, 3, 3)
     assert torch.equal(full[:, [0, 22, 23]], torch.eye(3).expand(2, 3, 3, 3))
     assert torch.equal(full[:, 1:22], body)
+
+
+def test_a_prefetching_stream_gives_the_same_batches_and_resumes_the_same():
+    source = ProceduralPoseSource()
+    plain = TrainingPoseStream(source, 4, 0.5, seed=7, chunk_batches=2)
+    expected = [plain.next_batch() for _ in range(7)]
+    ahead = TrainingPoseStream(source, 4, 0.5, seed=7, chunk_batches=2, prefetch=True)
+    for want in expected[:5]:
+        got = ahead.next_batch()
+        assert torch.equal(got.pose6d, want.pose6d) and list(got.pose_ids) == list(want.pose_ids)
+    ahead.close()
+    # A resumed prefetching stream, mid-chunk: the prefetched chunk is not the one needed first.
+    resumed = TrainingPoseStream(source, 4, 0.5, seed=7, chunk_batches=2, prefetch=True)
+    resumed.load_state_dict({"position": 3, "seed": 7, "chunk_batches": 2})
+    for want in expected[3:]:
+        assert torch.equal(resumed.next_batch().pose6d, want.pose6d)
+    resumed.close()

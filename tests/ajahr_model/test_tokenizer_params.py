@@ -9,7 +9,7 @@ import yaml
 
 from a3d_data.params import ParamsError, load_section
 from ajahr_model.tokenizer.params import TokenizerSection
-from ajahr_model.tokenizer.train import settings_fingerprint
+from ajahr_model.tokenizer.train import code_fingerprint, settings_fingerprint
 from tests.ajahr_model.conftest import tiny_section
 
 
@@ -89,3 +89,11 @@ def test_the_repository_params_file_gives_the_defaults_in_code():
     gpu = section.settings("gpu")
     assert (gpu.model.tokens, gpu.model.codebook_size, gpu.model.code_dim) == (320, 2048, 256)
     assert gpu.train.batch_size == 256 and gpu.train.steps >= 100_000 and gpu.device == "cuda"
+
+
+def test_the_code_that_trains_is_part_of_the_fingerprint():
+    """A checkpoint written by other code (a changed loss, say) is not resumed or reused."""
+    section = TokenizerSection.model_validate(tiny_section())
+    settings, role = section.settings(), section.role("amputee")
+    assert settings_fingerprint(settings, role) == settings_fingerprint(settings, role, code_fingerprint())
+    assert settings_fingerprint(settings, role, "code-a") != settings_fingerprint(settings, role, "code-b")

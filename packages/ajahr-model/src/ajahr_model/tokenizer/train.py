@@ -52,15 +52,38 @@ _TERMS: Final[tuple[str, ...]] = ("rotmat", "vertices", "joints", "commit", "six
 # Settings that change what is logged or how often it is saved, never the weights: a run may be
 # resumed with other values of these.
 _BOOKKEEPING: Final[dict[str, set[str]]] = {
-    "train": {"log_every", "eval_every", "checkpoint_every"},
+    "train": {"log_every", "eval_every", "checkpoint_every", "prefetch"},
     "validation": {"batch_size"},
 }
 
 
-def settings_fingerprint(settings: TokenizerSettings, role: TokenizerRole) -> str:
-    """Hash of everything that determines the trained weights (bookkeeping settings excluded)."""
+def code_fingerprint() -> str:
+    """Hash of the source that shapes a tokenizer's weights: this package's ``tokenizer`` modules
+    and a3d-data's pose sampler, amputation, body model and skeleton (the stage's code deps).
+
+    Part of the resumption guard: a finished or half-done checkpoint is only continued by the
+    code that wrote it, so a change to the loss (say) retrains rather than reusing old weights.
+    """
+    import a3d_data
+
+    tokenizer_dir = Path(__file__).resolve().parent
+    data_dir = Path(a3d_data.__file__).resolve().parent
+    files = sorted(tokenizer_dir.glob("*.py"))
+    for folder in ("poses", "amputation", "body_model"):
+        files += sorted((data_dir / folder).glob("*.py"))
+    files.append(data_dir / "skeleton.py")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def settings_fingerprint(settings: TokenizerSettings, role: TokenizerRole, code: str | None = None) -> str:
+    """Hash of everything that determines the trained weights: the settings (bookkeeping ones
+    excluded), the tokenizer's role, and the code (:func:`code_fingerprint` by default)."""
     data = settings.model_dump(mode="json", exclude=_BOOKKEEPING)
     data["role"] = role.model_dump(mode="json")
+    data["code"] = code_fingerprint() if code is None else code
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -168,7 +191,12 @@ class TokenizerTraining:
         self.generator = torch.Generator().manual_seed(role.seed)
         source = ProceduralPoseSource(settings.poses)
         self.stream = TrainingPoseStream(
-            source, settings.train.batch_size, role.amputee_fraction, role.seed, settings.train.chunk_batches
+            source,
+            settings.train.batch_size,
+            role.amputee_fraction,
+            role.seed,
+            settings.train.chunk_batches,
+            prefetch=settings.train.prefetch,
         )
         self.body_model = body_model.to(device)
         self.skinning = PoseSkinning(body_model, self._vertex_subset(body_model)).to(device)
@@ -357,6 +385,7 @@ class TokenizerTraining:
                     break
         finally:
             bar.close()
+            self.stream.close()
         if not self.complete:
             save_checkpoint(self.state_dict(), checkpoint)
         return self.complete
