@@ -57,3 +57,13 @@ def test_the_cuda_device_on_a_machine_without_one_is_refused(tmp_path):
     params = _params(tmp_path, tokenizer=section)
     result = runner.invoke(app, ["train-tokenizer", "amputee", "--params", str(params)])
     assert result.exit_code == 2 and "no CUDA device is available" in result.output
+
+
+def test_a_time_limit_from_the_environment_stops_the_run_with_status_3(tmp_path):
+    """How an orchestrator bounds `dvc repro`: AJAHR_MAX_TRAIN_MINUTES, then the same command again."""
+    params = _params(tmp_path, tokenizer=tiny_section())
+    args = ["train-tokenizer", "amputee", "--params", str(params), "--no-progress"]
+    stopped = runner.invoke(app, args, env={"AJAHR_MAX_TRAIN_MINUTES": "0"})
+    assert stopped.exit_code == 3 and "stopped at step 1 of 6" in stopped.output
+    finished = runner.invoke(app, args)
+    assert finished.exit_code == 0 and "held-out MPJPE" in finished.output
