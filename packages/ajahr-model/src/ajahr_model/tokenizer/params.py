@@ -183,11 +183,11 @@ CPU_PROFILE: dict[str, Any] = {
     "model": {"tokens": 80, "codebook_size": 1024, "code_dim": 8, "width": 96},
     "loss": {"vertex_subset": 1024},
     "noise": {"end": 0.1},
-    "optim": {"lr": 2e-3, "milestones": [3600, 4100]},
+    "optim": {"lr": 2e-3, "milestones": [3400, 3800]},
     # No prefetch thread: on two cores no core is idle to draw poses on (it ran 30% slower).
     "train": {
         "batch_size": 64,
-        "steps": 4400,
+        "steps": 4000,
         "prefetch": False,
         "log_every": 25,
         "eval_every": 500,
