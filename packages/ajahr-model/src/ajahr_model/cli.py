@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import typer
 
+from a3d_data.cli import resolve_model_path
 from a3d_data.params import BodyModelParams, ParamsError, load_section
 
 app = typer.Typer(help="AJAHR model: pose tokenizers, BPAC-Net, the regressor.", no_args_is_help=True)
@@ -85,8 +86,7 @@ def train_tokenizer(
     settings = section.settings()
     try:
         device = resolve_device(settings.device)
-        model_path = None if body.path is None else _relative_to(params_file, body.path)
-        body_model = load_body_model(model_path, num_betas=body.num_betas)
+        body_model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
     except (BodyModelFileError, RuntimeError) as err:
         _fail(err)
     folder = _relative_to(params_file, output_dir)
