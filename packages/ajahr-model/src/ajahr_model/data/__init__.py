@@ -1,0 +1,1 @@
+"""A3D data for the networks."""

@@ -1,0 +1,364 @@
+"""The AJAHR mesh regressor (brief §4.3), with BPAC-Net and the two frozen pose tokenizers.
+
+image crop --ViT (timm)--> image tokens --decoder (one query; per layer: self-attn, cross-attn to
+the image tokens, FF, self-attn, cross-attn to BPAC-Net's h_token, FF)--> query token -->
+  * global orientation (6D), betas, camera, hand joints 22/23 (6D): residuals over mean values;
+  * body pose: an MLP-Mixer token classifier gives logits over a codebook for each of T tokens ->
+    softmax -> soft codebook lookup -> the frozen tokenizer decoder -> 21 joints in 6D.
+The amputee tokenizer decodes a body that BPAC-Net (or, in training, the label) calls amputee,
+the non-amputee tokenizer the others. The rotation matrices of the amputated joints are then set
+to zero before the body model, which collapses the limb onto its joint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.mlp_mixer import MixerBlock
+from torch import nn
+
+from a3d_data.amputation.labels import zeroed_joint_mask
+from a3d_data.body_model.model import BodyModel
+from a3d_data.synthesis.schema import CROP_SIZE, FOCAL_LENGTH
+from ajahr_model.networks.bpac import BPACNet, BPACOutput, normalise_image
+from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d, rotation_6d_to_matrix
+from ajahr_model.tokenizer.vqvae import PoseVQVAE
+
+TOKENIZER_ROLES = ("non_amputee", "amputee")
+Switching = Literal["predicted", "ground_truth"]
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    """Shapes of the regressor (the paper's: ViT-H/16 at 256x192, 6 layers of 1024, 8 x 64 heads)."""
+
+    backbone: str = "vit_huge_patch14_224"
+    patch_size: int = 16
+    image_height: int = 256
+    image_width: int = 192
+    drop_path: float = 0.0
+    decoder_depth: int = 6
+    decoder_dim: int = 1024
+    decoder_heads: int = 8
+    decoder_head_dim: int = 64
+    decoder_mlp_dim: int = 1024
+    second_cross_attention: bool = True
+    mixer_dim: int = 256
+    mixer_depth: int = 2
+    bpac_input_size: int = 256
+    bpac_heatmap_sigma: float = 2.0
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries (B, N, dim) to a context (B, M, context_dim)."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        inner = self.to_q.out_features
+        q = self.to_q(x).view(b, -1, self.heads, inner // self.heads).transpose(1, 2)
+        k, v = (
+            t.reshape(b, -1, self.heads, inner // self.heads).transpose(1, 2)
+            for t in self.to_kv(context).chunk(2, dim=-1)
+        )
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, -1, inner))
+
+
+class _Block(nn.Module):
+    """Pre-norm self-attention, cross-attention to ``context`` and feed-forward, each residual."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int, mlp_dim: int):
+        super().__init__()
+        self.norm_self = nn.LayerNorm(dim)
+        self.norm_cross = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, dim, heads, head_dim)
+        self.cross_attn = Attention(dim, context_dim, heads, head_dim)
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        h = self.norm_self(x)
+        x = x + self.self_attn(h, h)
+        x = x + self.cross_attn(self.norm_cross(x), self.norm_context(context))
+        return x + self.ff(self.norm_ff(x))
+
+
+class DecoderLayer(nn.Module):
+    """One AJAHR decoder layer: a block attending to the image tokens, then (optionally) one
+    attending to BPAC-Net's ``h_token`` (the paper's second cross-attention)."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int, mlp_dim: int, second: bool):
+        super().__init__()
+        self.image = _Block(dim, context_dim, heads, head_dim, mlp_dim)
+        self.bpac = _Block(dim, context_dim, heads, head_dim, mlp_dim) if second else None
+
+    def forward(self, x: torch.Tensor, image_tokens: torch.Tensor, h_token: torch.Tensor) -> torch.Tensor:
+        x = self.image(x, image_tokens)
+        return self.bpac(x, h_token) if self.bpac is not None else x
+
+
+class TokenClassifier(nn.Module):
+    """The "bridge MLP": the query token -> T tokens of ``mixer_dim`` -> MLP-Mixer blocks (timm) ->
+    one logit head (T, K) per tokenizer (their codebooks differ)."""
+
+    def __init__(
+        self, dim: int, tokens: int, codebook_size: int, mixer_dim: int, depth: int, roles: tuple[str, ...]
+    ):
+        super().__init__()
+        self.tokens, self.mixer_dim = tokens, mixer_dim
+        self.expand = nn.Linear(dim, tokens * mixer_dim)
+        self.mixer = nn.Sequential(*(MixerBlock(mixer_dim, tokens) for _ in range(depth)))
+        self.norm = nn.LayerNorm(mixer_dim)
+        self.logits = nn.ModuleDict({role: nn.Linear(mixer_dim, codebook_size) for role in roles})
+
+    def forward(self, query: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.norm(self.mixer(self.expand(query).view(-1, self.tokens, self.mixer_dim)))
+        return {role: head(x) for role, head in self.logits.items()}
+
+
+@dataclass
+class AJAHROutput:
+    """What the model predicts for a batch (metres, camera frame without translation).
+
+    rotmats (B, 24, 3, 3) after zeroing; betas (B, 10); camera (B, 3) = (s, tx, ty);
+    cam_t (B, 3) metres; vertices (B, V, 3); joints (B, 24, 3) SMPL joints; keypoints2d
+    (B, 17, 2) COCO keypoints in crop coordinates normalised to [-0.5, 0.5]; zeroed (B, 24)
+    joints set to zero; amputee_tokenizer (B,) which samples used the amputee tokenizer;
+    token_logits per tokenizer (B, T, K); bpac.
+    """
+
+    rotmats: torch.Tensor
+    betas: torch.Tensor
+    camera: torch.Tensor
+    cam_t: torch.Tensor
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    keypoints2d: torch.Tensor
+    zeroed: torch.Tensor
+    amputee_tokenizer: torch.Tensor
+    token_logits: dict[str, torch.Tensor]
+    bpac: BPACOutput
+
+
+def camera_translation(camera: torch.Tensor) -> torch.Tensor:
+    """HMR2 weak-perspective camera (s, tx, ty) -> translation (B, 3) for focal 5000 at 256 px."""
+    s, tx, ty = camera.unbind(-1)
+    return torch.stack([tx, ty, 2 * FOCAL_LENGTH / (CROP_SIZE * s + 1e-9)], dim=-1)
+
+
+def project(points: torch.Tensor, cam_t: torch.Tensor) -> torch.Tensor:
+    """Camera-frame points (B, N, 3) + translation -> crop coordinates normalised to [-0.5, 0.5]."""
+    p = points + cam_t[:, None, :]
+    depth = p[..., 2:].clamp(min=1e-3)
+    return FOCAL_LENGTH * p[..., :2] / depth / CROP_SIZE
+
+
+class AJAHR(nn.Module):
+    """BPAC-Net + the mesh regressor + frozen tokenizers + the body model.
+
+    Parameters
+    ----------
+    config : shapes.
+    tokenizers : the frozen tokenizers by role (``non_amputee``, ``amputee``); with one, it decodes
+        every sample (the single-tokenizer ablation).
+    body_model : the body model (its buffers are not trained).
+    mean_root6d : (6,) mean global orientation in the camera frame (the residual's origin).
+    """
+
+    def __init__(
+        self,
+        config: RegressorConfig,
+        tokenizers: dict[str, PoseVQVAE],
+        body_model: BodyModel,
+        mean_root6d: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if not tokenizers or set(tokenizers) - set(TOKENIZER_ROLES):
+            raise ValueError(f"tokenizers: expected roles among {TOKENIZER_ROLES}, got {sorted(tokenizers)}")
+        shapes = {(t.config.tokens, t.config.codebook_size, t.config.code_dim) for t in tokenizers.values()}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"tokenizers: both must have the same tokens/codebook/code dim, got {sorted(shapes)}"
+            )
+        tokens, codebook_size, _ = shapes.pop()
+        self.config = config
+        self.backbone = timm.create_model(
+            config.backbone,
+            pretrained=False,
+            num_classes=0,
+            global_pool="",
+            img_size=(config.image_height, config.image_width),
+            patch_size=config.patch_size,
+            drop_path_rate=config.drop_path,
+            dynamic_img_size=False,
+        )
+        width = self.backbone.num_features
+        self.bpac = BPACNet(width, config.bpac_input_size, config.bpac_heatmap_sigma)
+        self.query = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
+        self.layers = nn.ModuleList(
+            DecoderLayer(
+                config.decoder_dim,
+                width,
+                config.decoder_heads,
+                config.decoder_head_dim,
+                config.decoder_mlp_dim,
+                config.second_cross_attention,
+            )
+            for _ in range(config.decoder_depth)
+        )
+        self.norm = nn.LayerNorm(config.decoder_dim)
+        self.tokenizer_roles = tuple(r for r in TOKENIZER_ROLES if r in tokenizers)
+        self.classifier = TokenClassifier(
+            config.decoder_dim,
+            tokens,
+            codebook_size,
+            config.mixer_dim,
+            config.mixer_depth,
+            self.tokenizer_roles,
+        )
+        # 6 global orientation + 10 betas + 3 camera + 2 x 6 hands, as residuals.
+        self.readout = nn.Linear(config.decoder_dim, 6 + body_model.num_betas + 3 + 12)
+        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout.bias)
+        identity6d = matrix_to_rotation_6d(torch.eye(3))
+        self.register_buffer(
+            "mean_root6d", identity6d.clone() if mean_root6d is None else mean_root6d.float()
+        )
+        self.register_buffer("mean_hands6d", identity6d.repeat(2))
+        self.register_buffer("mean_camera", torch.tensor([0.9, 0.0, 0.0]))
+        # Frozen parts: not parameters of the optimiser, not in the state dict's trained weights.
+        self.tokenizers = nn.ModuleDict(tokenizers)
+        for tokenizer in self.tokenizers.values():
+            tokenizer.requires_grad_(False).eval()
+        self.body_model = body_model
+        self.body_model.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> AJAHR:
+        super().train(mode)
+        self.tokenizers.eval()  # frozen: EMA codebooks never update
+        return self
+
+    def image_tokens(self, image: torch.Tensor) -> torch.Tensor:
+        """ViT tokens (B, N, C) of the crop's centre (256 x 192 of the 256 x 256 crop), resized."""
+        crop_width = round(CROP_SIZE * self.config.image_width / self.config.image_height)
+        left = (CROP_SIZE - crop_width) // 2
+        x = normalise_image(image[..., left : left + crop_width])
+        if x.shape[-2:] != (self.config.image_height, self.config.image_width):
+            x = F.interpolate(
+                x, size=(self.config.image_height, self.config.image_width), mode="bilinear", antialias=True
+            )
+        tokens = self.backbone.forward_features(x)
+        return tokens[:, getattr(self.backbone, "num_prefix_tokens", 0) :]
+
+    def decode_pose(self, logits: dict[str, torch.Tensor], amputee: torch.Tensor) -> torch.Tensor:
+        """Body joints (B, 21, 6): the soft lookup into each tokenizer's codebook, decoded by the
+        tokenizer of each sample's role."""
+        poses = {}
+        for role, tokenizer in self.tokenizers.items():
+            latent = logits[role].float().softmax(-1) @ tokenizer.codebook
+            poses[role] = tokenizer.decode_latent(latent)
+        if len(poses) == 1:
+            return next(iter(poses.values()))
+        return torch.where(amputee[:, None, None], poses["amputee"], poses["non_amputee"])
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        keypoints: torch.Tensor,
+        head_labels: torch.Tensor | None = None,
+        switching: Switching = "predicted",
+        zeroing: Switching | None = None,
+    ) -> AJAHROutput:
+        """Predict meshes for crops (B, 3, 256, 256) uint8 and COCO keypoints (B, 17, 2) crop px.
+
+        ``switching='ground_truth'`` chooses the tokenizer from ``head_labels`` (B, 4) instead of
+        BPAC-Net's verdict (training). ``zeroing`` chooses the label whose amputated joints are
+        zeroed (default: the same as ``switching``; the paper's amputee protocol evaluates a
+        predicted switch with ground-truth zeroing).
+        """
+        bpac = self.bpac(image, keypoints)
+        image_tokens = self.image_tokens(image)
+        h_token = bpac.h_token[:, None, :].to(image_tokens.dtype)
+        x = self.query.expand(image.shape[0], -1, -1).to(image_tokens.dtype)
+        for layer in self.layers:
+            x = layer(x, image_tokens, h_token)
+        query = self.norm(x[:, 0])
+        logits = self.classifier(query)
+        if "ground_truth" in (switching, zeroing) and head_labels is None:
+            raise ValueError("ground-truth switching or zeroing needs head_labels")
+        predicted = bpac.head_labels()
+        switch_labels = head_labels if switching == "ground_truth" else predicted
+        zero_labels = head_labels if (zeroing or switching) == "ground_truth" else predicted
+        amputee = zeroed_joint_mask(switch_labels).any(-1)
+        zeroed = zeroed_joint_mask(zero_labels)
+        body6d = self.decode_pose(logits, amputee)
+        residual = self.readout(query).float()
+        nb = self.body_model.num_betas
+        root6d = self.mean_root6d + residual[:, :6]
+        betas = residual[:, 6 : 6 + nb]
+        camera = self.mean_camera + residual[:, 6 + nb : 9 + nb]
+        hands6d = (self.mean_hands6d + residual[:, 9 + nb :]).view(-1, 2, 6)
+        # Only the tokenizer's output may decode an amputated joint as zero; the residual heads
+        # are proper rotations.
+        rotmats = torch.cat(
+            [
+                rotation_6d_to_matrix(root6d[:, None], zero_below=0.0),
+                rotation_6d_to_matrix(body6d.float()),
+                rotation_6d_to_matrix(hands6d, zero_below=0.0),
+            ],
+            dim=1,
+        )
+        # Zero-matrix amputation before the body model: the limb collapses onto its joint.
+        rotmats = rotmats * (~zeroed)[..., None, None].to(rotmats.dtype)
+        body = self.body_model.forward_rotmats(rotmats, betas=betas)
+        cam_t = camera_translation(camera)
+        keypoints2d = project(self.body_model.coco_keypoints(body.vertices), cam_t)
+        return AJAHROutput(
+            rotmats=rotmats,
+            betas=betas,
+            camera=camera,
+            cam_t=cam_t,
+            vertices=body.vertices,
+            joints=body.joints[:, :24],
+            keypoints2d=keypoints2d,
+            zeroed=zeroed,
+            amputee_tokenizer=amputee,
+            token_logits=logits,
+            bpac=bpac,
+        )
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Parameters the optimiser updates: everything but the tokenizers and the body model."""
+        return [
+            (name, p)
+            for name, p in self.named_parameters()
+            if p.requires_grad and not name.startswith(("tokenizers.", "body_model."))
+        ]
+
+    def freeze_for_partial_finetuning(self, vit_blocks: int = 4, decoder_layers: int = 2) -> None:
+        """The paper's best variant: train only the last ``vit_blocks`` ViT blocks, the patch and
+        position embeddings, the last ``decoder_layers`` decoder layers and the heads."""
+        self.backbone.requires_grad_(False)
+        for block in list(self.backbone.blocks)[-vit_blocks:]:
+            block.requires_grad_(True)
+        self.backbone.patch_embed.requires_grad_(True)
+        if getattr(self.backbone, "pos_embed", None) is not None:
+            self.backbone.pos_embed.requires_grad_(True)
+        if hasattr(self.backbone, "norm"):
+            self.backbone.norm.requires_grad_(True)
+        for layer in list(self.layers)[:-decoder_layers]:
+            layer.requires_grad_(False)
+        self.query.requires_grad_(False)

@@ -1,0 +1,1 @@
+"""Training of the 2D keypoint detector and of AJAHR (BPAC-Net + the mesh regressor)."""

@@ -1,0 +1,453 @@
+"""Training and test-split evaluation of AJAHR (BPAC-Net + the mesh regressor), and of the detector.
+
+The ``train_keypoints`` and ``train_ajahr`` stages call :func:`train_detector` and
+:func:`train_ajahr`. Each writes, in its output folder, ``checkpoint.pt`` (the whole training
+state; resumable), ``metrics.json`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from a3d_data.amputation.labels import class_index_from_head_labels
+from a3d_data.amputation.table import NON_AMPUTEE
+from a3d_data.atomic import atomic_path
+from a3d_data.body_model.model import BodyModel
+from ajahr_model.data.a3d import A3DDataset, collate, index_samples
+from ajahr_model.networks.bpac import load_imagenet_weights
+from ajahr_model.networks.keypoints import (
+    Detections,
+    JointState,
+    KeypointDetector,
+    detector_loss,
+    joint_state_targets,
+)
+from ajahr_model.networks.regressor import AJAHR
+from ajahr_model.tokenizer.checkpoint import load_tokenizer
+from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d
+from ajahr_model.training.figure import plot_history
+from ajahr_model.training.loop import FitResult, fingerprint, fit, make_fabric, read_training_checkpoint
+from ajahr_model.training.losses import ajahr_loss
+from ajahr_model.training.params import AJAHRSettings, DetectorSettings
+
+log = logging.getLogger(__name__)
+
+TRAIN_PARTS = ["amputee", "non_amputee"]
+TEST_PARTS = ["amputee", "non_amputee", "occlusion"]
+# Settings that do not change the weights: where and how fast a run executes.
+_RUN_ONLY = {
+    "accelerator",
+    "devices",
+    "num_workers",
+    "checkpoint_every",
+    "log_every",
+    "eval_batch_size",
+    "eval_limit",
+    "compile",
+}
+
+
+def _weights_fp(settings: Any, **extra: Any) -> str:
+    dumped = settings.model_dump(mode="json")
+    dumped["train"] = {k: v for k, v in dumped["train"].items() if k not in _RUN_ONLY}
+    return fingerprint(dumped, extra)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _batches(dataset: A3DDataset, indices: list[int], batch_size: int) -> Iterator[dict[str, Any]]:
+    for start in range(0, len(indices), batch_size):
+        yield collate([dataset[i] for i in indices[start : start + batch_size]])
+
+
+def _eval_indices(dataset: A3DDataset, part: str, limit: int | None) -> list[int]:
+    indices = [i for i, ref in enumerate(dataset.refs) if ref.part == part]
+    return indices[:limit] if limit else indices
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def noisy_keypoints(
+    keypoints: torch.Tensor,
+    state: torch.Tensor,
+    std_fraction: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Ground-truth keypoints with Gaussian noise (std a fraction of the 256 crop); absent stay (0, 0)."""
+    from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
+
+    if std_fraction <= 0:
+        return keypoints
+    noise = (
+        torch.randn(keypoints.shape, generator=generator, device="cpu").to(keypoints.device)
+        * std_fraction
+        * CROP_SIZE
+    )
+    return torch.where((state == KeypointState.ABSENT)[..., None], keypoints, keypoints + noise)
+
+
+# --- the keypoint detector --------------------------------------------------------------------
+
+
+def train_detector(
+    settings: DetectorSettings,
+    dataset_dir: Path,
+    output_dir: Path,
+    max_minutes: float | None = None,
+    max_steps_this_run: int | None = None,
+    progress: bool = True,
+) -> FitResult:
+    torch.manual_seed(settings.train.seed)
+    fabric = make_fabric(settings.train)
+    fabric.launch()
+    config = settings.model.config()
+    with fabric.init_module():
+        model = KeypointDetector(config)
+    train_set = A3DDataset(
+        index_samples(dataset_dir, "train", TRAIN_PARTS),
+        settings.augmentation.augmentation(),
+        settings.train.seed,
+    )
+
+    def loss_fn(
+        wrapped: nn.Module, batch: dict[str, Any], step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return detector_loss(
+            wrapped(batch["image"]),
+            batch["keypoints2d"],
+            batch["keypoint_state"],
+            config.heatmap_sigma,
+            settings.state_weight,
+        )
+
+    checkpoint = output_dir / "checkpoint.pt"
+    result = fit(
+        fabric=fabric,
+        model=model,
+        parameters=[p for p in model.parameters() if p.requires_grad],
+        loss_fn=loss_fn,
+        dataset=train_set,
+        parts=[r.part for r in train_set.refs],
+        run=settings.train,
+        optim=settings.optim,
+        checkpoint=checkpoint,
+        settings_fp=_weights_fp(settings),
+        extra_state={"kind": "keypoint_detector", "config": dataclasses.asdict(config)},
+        max_minutes=max_minutes,
+        max_steps_this_run=max_steps_this_run,
+        progress=progress,
+        desc="keypoint detector",
+    )
+    if not result.complete or not fabric.is_global_zero:
+        return result
+    history = read_training_checkpoint(checkpoint)["history"]
+    model.eval()
+    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS))
+    metrics = evaluate_detector(
+        model, test_set, settings.train.eval_batch_size, settings.train.eval_limit, fabric.device
+    )
+    metrics["train"] = {
+        "steps": result.step,
+        "corrupt_samples": result.corrupt,
+        "seconds_this_run": round(result.seconds, 1),
+    }
+    _write_json(output_dir / "metrics.json", metrics)
+    plot_history(history, output_dir / "loss_curve.png", "2D keypoint detector", ["heatmap", "state"])
+    return result
+
+
+def load_detector(path: Path, device: torch.device | str = "cpu") -> KeypointDetector:
+    """The trained detector of a finished ``train_keypoints`` run, in eval mode."""
+    from ajahr_model.networks.keypoints import DetectorConfig
+    from ajahr_model.training.loop import TrainingCheckpointError
+
+    state = read_training_checkpoint(path)
+    if state.get("kind") != "keypoint_detector" or not state.get("complete"):
+        raise TrainingCheckpointError(
+            f"{path}: not a finished keypoint-detector checkpoint (fields 'kind', 'complete')"
+        )
+    model = KeypointDetector(DetectorConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def evaluate_detector(
+    model: KeypointDetector, dataset: A3DDataset, batch_size: int, limit: int | None, device: torch.device
+) -> dict[str, Any]:
+    """Per test part: state accuracy, the absent/occluded confusion, and PCK@0.05 of visible joints."""
+    metrics: dict[str, Any] = {}
+    for part in TEST_PARTS:
+        confusion = torch.zeros(3, 3, dtype=torch.long)
+        hits = total = 0
+        for batch in _batches(dataset, _eval_indices(dataset, part, limit), batch_size):
+            batch = _to(batch, device)
+            det: Detections = model(batch["image"])
+            target = joint_state_targets(batch["keypoint_state"]).cpu()
+            confusion += torch.bincount((target * 3 + det.states().cpu()).view(-1), minlength=9).view(3, 3)
+            visible = (target == JointState.PRESENT).to(device)
+            close = (det.keypoints - batch["keypoints2d"]).norm(dim=-1) < 0.05 * 256
+            hits += int((close & visible).sum())
+            total += int(visible.sum())
+        names = [s.name.lower() for s in JointState]
+        metrics[part] = {
+            "state_accuracy": float(confusion.diag().sum() / confusion.sum()),
+            "state_confusion": {
+                t: dict(zip(names, map(int, row), strict=True))
+                for t, row in zip(names, confusion, strict=True)
+            },
+            "absent_recall": float(confusion[2, 2] / confusion[2].sum()) if confusion[2].sum() else None,
+            "occluded_called_absent": float(confusion[1, 2] / confusion[1].sum())
+            if confusion[1].sum()
+            else None,
+            "pck_0.05_visible": hits / max(total, 1),
+            "samples": int(confusion.sum() // 17),
+        }
+    return metrics
+
+
+# --- AJAHR ------------------------------------------------------------------------------------
+
+
+def mean_root_and_joints(dataset: A3DDataset, count: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
+    """From ``count`` training labels: the mean root rotation (projected onto SO(3)) as 6D, the mean
+    body rotations (24, 3, 3; the mean-pose predictor's) and the mean pelvis-relative joints."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(dataset), size=min(count, len(dataset)), replace=False)
+    rotmats, joints = [], []
+    for i in chosen:
+        _, labels = dataset.load(int(i))
+        rotmats.append(labels["rotmats"])
+        joints.append(labels["joints3d_smpl"] - labels["joints3d_smpl"][:1])
+    rotmats_t = torch.from_numpy(np.stack(rotmats))
+    u, _, vh = torch.linalg.svd(rotmats_t.mean(0))
+    det = torch.sign(torch.linalg.det(u @ vh))
+    fix = torch.ones(rotmats_t.shape[1], 3)
+    fix[:, 2] = det
+    projected = u @ torch.diag_embed(fix) @ vh
+    return {
+        "root6d": matrix_to_rotation_6d(projected[0]),
+        "pose_rotmats": projected,
+        "joints": torch.from_numpy(np.stack(joints)).mean(0),
+    }
+
+
+def build_ajahr(
+    settings: AJAHRSettings,
+    tokenizer_dir: Path,
+    body_model: BodyModel,
+    mean_root6d: torch.Tensor | None = None,
+) -> AJAHR:
+    tokenizers = {
+        role: load_tokenizer(tokenizer_dir / role / "checkpoint.pt") for role in ("non_amputee", "amputee")
+    }
+    model = AJAHR(settings.model.config(), tokenizers, body_model, mean_root6d)
+    if settings.finetune.mode == "partial":
+        model.freeze_for_partial_finetuning(settings.finetune.vit_blocks, settings.finetune.decoder_layers)
+    return model
+
+
+def train_ajahr(
+    settings: AJAHRSettings,
+    dataset_dir: Path,
+    tokenizer_dir: Path,
+    detector_path: Path | None,
+    body_model: BodyModel,
+    output_dir: Path,
+    bpac_weights: Path | None = None,
+    max_minutes: float | None = None,
+    max_steps_this_run: int | None = None,
+    progress: bool = True,
+) -> FitResult:
+    torch.manual_seed(settings.train.seed)
+    fabric = make_fabric(settings.train)
+    fabric.launch()
+    train_set = A3DDataset(
+        index_samples(dataset_dir, "train", TRAIN_PARTS),
+        settings.augmentation.augmentation(),
+        settings.train.seed,
+    )
+    means = mean_root_and_joints(train_set, seed=settings.train.seed)
+    model = build_ajahr(settings, tokenizer_dir, body_model, means["root6d"])
+    if bpac_weights is not None:
+        load_imagenet_weights(model.bpac, bpac_weights)
+    model = model.to(fabric.device)
+    if settings.train.compile:
+        model.backbone = torch.compile(model.backbone)
+    weights = settings.loss.weights()
+    noise = settings.augmentation.keypoint_noise if settings.augmentation.enabled else 0.0
+
+    def loss_fn(
+        wrapped: nn.Module, batch: dict[str, Any], step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
+        keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
+        output = wrapped(batch["image"], keypoints, batch["head_labels"], switching=settings.train_switching)
+        return ajahr_loss(output, batch, weights)
+
+    checkpoint = output_dir / "checkpoint.pt"
+    tokenizer_fp = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in ("non_amputee", "amputee")]
+    result = fit(
+        fabric=fabric,
+        model=model,
+        parameters=[p for _, p in model.trainable_named_parameters()],
+        loss_fn=loss_fn,
+        dataset=train_set,
+        parts=[r.part for r in train_set.refs],
+        run=settings.train,
+        optim=settings.optim,
+        checkpoint=checkpoint,
+        settings_fp=_weights_fp(settings, tokenizers=tokenizer_fp, bpac_weights=str(bpac_weights)),
+        extra_state={"kind": "ajahr", "settings": settings.model_dump(mode="json")},
+        max_minutes=max_minutes,
+        max_steps_this_run=max_steps_this_run,
+        progress=progress,
+        desc="AJAHR",
+    )
+    if not result.complete or not fabric.is_global_zero:
+        return result
+    history = read_training_checkpoint(checkpoint)["history"]
+    detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
+    model.eval()
+    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS))
+    metrics = evaluate_ajahr(model, detector, test_set, means, settings, fabric.device)
+    metrics["train"] = {
+        "steps": result.step,
+        "corrupt_samples": result.corrupt,
+        "seconds_this_run": round(result.seconds, 1),
+    }
+    if history:
+        metrics["train"]["images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
+    _write_json(output_dir / "metrics.json", metrics)
+    plot_history(
+        history,
+        output_dir / "loss_curve.png",
+        "AJAHR (BPAC-Net + regressor)",
+        ["keypoints3d", "keypoints2d", "body_pose", "global_orient", "betas", "bpac"],
+    )
+    return result
+
+
+def read_training_fp(path: Path) -> str:
+    """A tokenizer checkpoint's identity for AJAHR's resumption fingerprint (its settings and code
+    fingerprint and step: a retrained tokenizer means retraining AJAHR)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return f"{state.get('fingerprint', '')}-{state.get('step', '')}"
+
+
+def pelvis_aligned_error_mm(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean L2 (mm) of (B, N, 3) points after subtracting each one's pelvis (point 0)."""
+    return ((pred - pred[:, :1]) - (gt - gt[:, :1])).norm(dim=-1).mean(-1) * 1000.0
+
+
+@torch.no_grad()
+def evaluate_ajahr(
+    model: AJAHR,
+    detector: KeypointDetector | None,
+    dataset: A3DDataset,
+    means: dict[str, torch.Tensor],
+    settings: AJAHRSettings,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Test-split figures per part: MPJPE (pelvis-aligned, 24 SMPL joints, mm) of AJAHR under the
+    ground-truth-label zeroing protocol and with BPAC-Net's labels, against two mean-pose
+    predictors; BPAC-Net's head and class accuracy with the detector's and the true keypoints."""
+    body = model.body_model
+    metrics: dict[str, Any] = {}
+    for part in TEST_PARTS:
+        sums: dict[str, list[float]] = {}
+        correct: dict[str, list[float]] = {}
+        for batch in _batches(
+            dataset, _eval_indices(dataset, part, settings.train.eval_limit), settings.train.eval_batch_size
+        ):
+            batch = _to(batch, device)
+            gt_joints = batch["joints3d_smpl"]
+            inputs = {"true keypoints": batch["keypoints2d"]}
+            if detector is not None:
+                inputs["detected keypoints"] = detector(batch["image"]).keypoints
+            main = "detected keypoints" if detector is not None else "true keypoints"
+            for name, keypoints in inputs.items():
+                out_gt = model(
+                    batch["image"],
+                    keypoints,
+                    batch["head_labels"],
+                    switching="predicted",
+                    zeroing="ground_truth",
+                )
+                predicted = out_gt.bpac.head_labels()
+                tag = "" if name == main else " (true keypoints)"
+                sums.setdefault("mpjpe_gt_labels" + tag, []).extend(
+                    pelvis_aligned_error_mm(out_gt.joints, gt_joints).tolist()
+                )
+                if name == main:
+                    out_pred = model(batch["image"], keypoints, batch["head_labels"], switching="predicted")
+                    sums.setdefault("mpjpe_predicted_labels", []).extend(
+                        pelvis_aligned_error_mm(out_pred.joints, gt_joints).tolist()
+                    )
+                    sums.setdefault("mve_gt_labels", []).extend(
+                        pelvis_aligned_error_mm(out_gt.vertices, _gt_vertices(body, batch)).tolist()
+                    )
+                heads_ok = (predicted == batch["head_labels"]).float()
+                classes = class_index_from_head_labels(predicted)
+                correct.setdefault("head_accuracy" + tag, []).extend(heads_ok.mean(-1).tolist())
+                correct.setdefault("class_accuracy" + tag, []).extend(
+                    (classes == batch["class_index"]).float().tolist()
+                )
+                correct.setdefault("amputee_binary_accuracy" + tag, []).extend(
+                    ((classes != NON_AMPUTEE) == (batch["class_index"] != NON_AMPUTEE)).float().tolist()
+                )
+            # Mean-pose predictors: the mean training skeleton as it is (orientation included),
+            # and the mean body pose posed with the true root rotation and shape.
+            mean_joints = means["joints"].to(device).expand_as(gt_joints)
+            sums.setdefault("mean_pose_mpjpe", []).extend(
+                pelvis_aligned_error_mm(mean_joints, gt_joints).tolist()
+            )
+            rotmats = means["pose_rotmats"].to(device).expand(gt_joints.shape[0], -1, -1, -1).clone()
+            rotmats[:, 0] = batch["rotmats"][:, 0]
+            rotmats = rotmats * (batch["rotmats"].abs().sum((-1, -2)) > 0)[..., None, None]
+            posed = body.forward_rotmats(rotmats, betas=batch["betas"]).joints[:, :24]
+            sums.setdefault("mean_body_pose_true_root_mpjpe", []).extend(
+                pelvis_aligned_error_mm(posed, gt_joints).tolist()
+            )
+        metrics[part] = {k: float(np.mean(v)) for k, v in sums.items()} | {
+            k: float(np.mean(v)) for k, v in correct.items()
+        }
+        metrics[part]["samples"] = len(sums["mean_pose_mpjpe"])
+    amputee = metrics["amputee"]
+    chance = 1.0 / 13
+    metrics["checks"] = {
+        "mpjpe_ratio_to_mean_pose": amputee["mpjpe_gt_labels"] / amputee["mean_pose_mpjpe"],
+        "non_amputee_mpjpe_ratio_to_mean_pose": metrics["non_amputee"]["mpjpe_gt_labels"]
+        / metrics["non_amputee"]["mean_pose_mpjpe"],
+        "bpac_class_accuracy_over_chance": (
+            amputee["class_accuracy"] + metrics["non_amputee"]["class_accuracy"]
+        )
+        / 2
+        / chance,
+    }
+    metrics["checks"]["learned"] = bool(
+        metrics["checks"]["mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
+        and metrics["checks"]["non_amputee_mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
+        and metrics["checks"]["bpac_class_accuracy_over_chance"] > settings.min_bpac_accuracy_over_chance
+    )
+    if not metrics["checks"]["learned"]:
+        log.warning("the model did not clearly learn: %s", metrics["checks"])
+    return metrics
+
+
+def _gt_vertices(body: BodyModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return body.forward_rotmats(batch["rotmats"], betas=batch["betas"]).vertices

@@ -1,0 +1,276 @@
+"""One training loop for the keypoint detector and AJAHR, on Lightning Fabric.
+
+Fabric does what is not ours to write: devices, DDP over N GPUs (``devices`` > 1 launches one
+process per GPU), bf16/fp16 autocast, gradient syncing and rank-0 checkpoint writing. The loop
+adds what exact resumption needs: the sampler restarts at the checkpoint's step (batches are a
+function of the step, see ``data.a3d.BalancedBatches``), and the torch / numpy / Python RNG
+states are saved and restored with the weights, optimiser and scheduler.
+
+A checkpoint is written to a temporary name and renamed. A non-finite loss stops the run with
+the step and the samples named and writes nothing, so the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ajahr_model.data.a3d import A3DDataset, BalancedBatches, CorruptCounter, collate
+from ajahr_model.training.params import OptimSettings, RunSettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "ajahr-training/1"
+LossFn = Callable[[nn.Module, dict[str, Any], int], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingCheckpointError(ValueError):
+    """A checkpoint file that is not one of ours, or unreadable."""
+
+
+@dataclass
+class FitResult:
+    complete: bool
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    corrupt: int = 0
+    seconds: float = 0.0
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able settings (what shapes the weights)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def make_fabric(run: RunSettings) -> Fabric:
+    accelerator = run.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "train.accelerator is 'cuda' but no CUDA device is available (use the cpu profile)"
+        )
+    if accelerator == "cpu" and run.precision != "32-true":
+        raise RuntimeError(f"train.precision {run.precision!r} needs a GPU; the cpu profile uses '32-true'")
+    strategy = "ddp" if run.devices > 1 else "auto"
+    return Fabric(accelerator=accelerator, devices=run.devices, strategy=strategy, precision=run.precision)
+
+
+def lr_lambda(optim: OptimSettings, steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if optim.warmup_steps and step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        if optim.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - optim.warmup_steps) / max(1, steps - optim.warmup_steps))
+        return optim.final_fraction + (1 - optim.final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """The raw mapping of a training checkpoint (CPU tensors)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise TrainingCheckpointError(f"{path}: unreadable checkpoint ({err})") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingCheckpointError(f"{path}: not a training checkpoint of this project (field 'format')")
+    return state
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename a checkpoint that cannot be resumed, never overwriting anything."""
+    target = path.with_name(f"{path.stem}.{reason}{path.suffix}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.stem}.{reason}-{n}{path.suffix}")
+        n += 1
+    path.rename(target)
+    log.warning("set aside %s as %s (%s)", path, target.name, reason)
+    return target
+
+
+def fit(
+    *,
+    fabric: Fabric,
+    model: nn.Module,
+    parameters: list[nn.Parameter],
+    loss_fn: LossFn,
+    dataset: A3DDataset,
+    parts: list[str],
+    run: RunSettings,
+    optim: OptimSettings,
+    checkpoint: Path,
+    settings_fp: str,
+    extra_state: dict[str, Any] | None = None,
+    max_minutes: float | None = None,
+    max_steps_this_run: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` to ``run.steps`` steps, resuming from ``checkpoint`` when it matches.
+
+    ``model`` must already be on Fabric's device (it is wrapped here). Returns whether the run is
+    complete; a run stopped by a limit has saved its state and can be called again.
+    """
+    optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))
+    step, history, corrupt_seen = 0, [], {}
+    state_template = {"model": model, "optimizer": optimizer}
+    if checkpoint.exists():
+        try:
+            raw = read_training_checkpoint(checkpoint)
+        except TrainingCheckpointError as err:
+            log.warning("%s", err)
+            if fabric.is_global_zero:
+                set_aside(checkpoint, "unreadable")
+            raw = None
+        if raw is not None and raw.get("settings_fp") != settings_fp:
+            if fabric.is_global_zero:
+                set_aside(checkpoint, f"settings-{raw.get('settings_fp')}")
+            raw = None
+        if raw is not None:
+            model.load_state_dict(raw["model"])
+            optimizer.load_state_dict(raw["optimizer"])
+            scheduler.load_state_dict(raw["scheduler"])
+            step, history, corrupt_seen = raw["step"], raw["history"], raw.get("corrupt", {})
+            _set_rng_state(raw["rng"])
+            log.info("resumed %s at step %d of %d", checkpoint, step, run.steps)
+    wrapped, optimizer = fabric.setup(model, optimizer)
+    del state_template
+    counter = CorruptCounter(len(dataset), run.max_corrupt_fraction)
+    counter.seen.update(corrupt_seen)
+
+    def save(complete: bool) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "settings_fp": settings_fp,
+            "step": step,
+            "complete": complete,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+            "corrupt": dict(counter.seen),
+            "rng": _rng_state(),
+            **(extra_state or {}),
+        }
+        if fabric.is_global_zero:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            temporary = checkpoint.with_name(checkpoint.name + ".tmp")
+            torch.save(state, temporary)
+            os.replace(temporary, checkpoint)
+        fabric.barrier()
+
+    if step >= run.steps:
+        return FitResult(True, step, history, counter.count)
+    sampler = BalancedBatches(
+        parts,
+        run.batch_size,
+        run.amputee_fraction,
+        run.seed,
+        start_batch=step,
+        rank=fabric.global_rank,
+        world_size=fabric.world_size,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=run.num_workers,
+        collate_fn=collate,
+        persistent_workers=False,
+        pin_memory=fabric.device.type == "cuda",
+    )
+    loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False, move_to_device=True)
+    started, steps_this_run = time.monotonic(), 0
+    window_start, window_images = time.monotonic(), 0
+    wrapped.train()
+    bar = tqdm(
+        total=run.steps,
+        initial=step,
+        desc=desc,
+        disable=not (progress and fabric.is_global_zero),
+        mininterval=10 if not os.isatty(2) else 0.1,
+    )
+    for batch in loader:
+        counter.add(batch["corrupt"])
+        if not batch["keys"]:
+            continue
+        loss, terms = loss_fn(wrapped, batch, step)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"step {step}: the loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} }) "
+                f"on samples {batch['keys'][:8]}; nothing was saved, {checkpoint} keeps the last good state"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(loss)
+        if optim.grad_clip is not None:
+            fabric.clip_gradients(wrapped, optimizer, max_norm=optim.grad_clip, error_if_nonfinite=False)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        steps_this_run += 1
+        window_images += len(batch["keys"]) * fabric.world_size
+        bar.update(1)
+        if step % run.log_every == 0 or step == run.steps:
+            elapsed = time.monotonic() - window_start
+            row = {
+                "step": step,
+                "loss": float(loss.detach()),
+                "lr": scheduler.get_last_lr()[0],
+                "images_per_s": window_images / max(elapsed, 1e-9),
+            }
+            row.update({k: float(v) for k, v in terms.items()})
+            history.append(row)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            window_start, window_images = time.monotonic(), 0
+        if step >= run.steps:
+            break
+        out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
+        out_of_steps = max_steps_this_run is not None and steps_this_run >= max_steps_this_run
+        if out_of_time or out_of_steps:
+            save(complete=False)
+            bar.close()
+            log.info("stopped at step %d of %d (limit); the checkpoint resumes it", step, run.steps)
+            return FitResult(False, step, history, counter.count, time.monotonic() - started)
+        if step % run.checkpoint_every == 0:
+            save(complete=False)
+    bar.close()
+    save(complete=True)
+    return FitResult(True, step, history, counter.count, time.monotonic() - started)

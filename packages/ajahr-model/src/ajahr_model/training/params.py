@@ -1,0 +1,312 @@
+"""Sections ``keypoints`` and ``ajahr`` of ``params.yaml``: the detector's and AJAHR's training stages.
+
+Both have the tokenizer section's layout: ``profile``, ``shared`` settings and per-profile
+overrides merged key by key over them (errors name ``<section>.profiles.<p>.<key>`` or
+``<section>.shared.<key>``)::
+
+    ajahr:
+      profile: cpu            # cpu (2 cores, minutes) | gpu (one H100, minutes) | paper (2 GPUs)
+      shared: {loss: {...}, augmentation: {...}, train: {...}}
+      profiles: {cpu: {model: {...}, train: {...}}, gpu: {...}, paper: {...}}
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ajahr_model.data.a3d import Augmentation
+from ajahr_model.networks.keypoints import DetectorConfig
+from ajahr_model.networks.regressor import RegressorConfig
+from ajahr_model.tokenizer.params import _profile_errors, merge
+from ajahr_model.training.losses import LossWeights
+
+ProfileName = Literal["cpu", "gpu", "paper"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AugmentationSettings(_Section):
+    """Brief §4.3: scale +-0.3, rotation +-30 deg (p 0.6), translation 0.02, colour 0.2; no flip.
+    ``keypoint_noise``: std of the noise on BPAC-Net's ground-truth keypoints, fraction of the crop."""
+
+    scale: float = Field(0.3, ge=0.0, lt=1.0)
+    rotation_deg: float = Field(30.0, ge=0.0, le=180.0)
+    rotation_p: float = Field(0.6, ge=0.0, le=1.0)
+    translation: float = Field(0.02, ge=0.0, le=0.5)
+    colour: float = Field(0.2, ge=0.0, lt=1.0)
+    keypoint_noise: float = Field(0.01, ge=0.0, le=0.5)
+    enabled: bool = True
+
+    def augmentation(self) -> Augmentation | None:
+        if not self.enabled:
+            return None
+        return Augmentation(self.scale, self.rotation_deg, self.rotation_p, self.translation, self.colour)
+
+
+class OptimSettings(_Section):
+    """AdamW; the rate warms up linearly over ``warmup_steps``, then follows a half cosine down to
+    ``lr * final_fraction`` (``schedule: cosine``) or stays (``constant``, the paper's)."""
+
+    lr: float = Field(5e-6, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    final_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+
+
+class RunSettings(_Section):
+    """How a run is executed and checkpointed.
+
+    precision: Lightning Fabric precision ("32-true", "bf16-mixed", "16-mixed").
+    devices: GPUs (DDP over them when > 1; one CPU process otherwise).
+    max_corrupt_fraction: the run fails once more than this share of the split's samples turned
+    out undecodable (each is skipped and counted).
+    """
+
+    batch_size: int = Field(64, ge=2)
+    steps: int = Field(150_000, ge=1)
+    amputee_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = Field(1, ge=1)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    compile: bool = False
+    num_workers: int = Field(2, ge=0)
+    checkpoint_every: int = Field(5000, ge=1)
+    log_every: int = Field(100, ge=1)
+    max_corrupt_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    eval_batch_size: int = Field(64, ge=1)
+    # Test samples per part evaluated at the end of the stage (null: the whole split).
+    eval_limit: int | None = Field(None, ge=1)
+
+
+class DetectorModelSettings(_Section):
+    backbone: str = "resnet18"
+    input_size: int = Field(256, ge=32)
+    heatmap_sigma: float = Field(2.0, gt=0.0)
+    confidence_threshold: float = Field(0.55, ge=0.0, le=1.0)
+
+    def config(self) -> DetectorConfig:
+        return DetectorConfig(**self.model_dump())
+
+
+class DetectorSettings(_Section):
+    model: DetectorModelSettings = DetectorModelSettings()
+    augmentation: AugmentationSettings = AugmentationSettings()
+    optim: OptimSettings = OptimSettings(lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100)
+    train: RunSettings = RunSettings(batch_size=64, steps=30_000)
+    state_weight: float = Field(1.0, ge=0.0)
+
+
+class ModelSettings(_Section):
+    """Network shapes; see :class:`ajahr_model.networks.regressor.RegressorConfig`."""
+
+    backbone: str = "vit_huge_patch14_224"
+    patch_size: int = Field(16, ge=1)
+    image_height: int = Field(256, ge=16)
+    image_width: int = Field(192, ge=16)
+    drop_path: float = Field(0.0, ge=0.0, lt=1.0)
+    decoder_depth: int = Field(6, ge=1)
+    decoder_dim: int = Field(1024, ge=8)
+    decoder_heads: int = Field(8, ge=1)
+    decoder_head_dim: int = Field(64, ge=1)
+    decoder_mlp_dim: int = Field(1024, ge=8)
+    second_cross_attention: bool = True
+    mixer_dim: int = Field(256, ge=4)
+    mixer_depth: int = Field(2, ge=1)
+    bpac_input_size: int = Field(256, ge=32)
+    bpac_heatmap_sigma: float = Field(2.0, gt=0.0)
+
+    def config(self) -> RegressorConfig:
+        return RegressorConfig(**self.model_dump())
+
+
+class LossSettings(_Section):
+    """Brief §4.3 (TokenHMR's published weights); ``bpac`` (lambda_cls) is unpublished: ours."""
+
+    global_orient: float = Field(0.001, ge=0.0)
+    body_pose: float = Field(0.001, ge=0.0)
+    betas: float = Field(0.0005, ge=0.0)
+    keypoints3d: float = Field(0.05, ge=0.0)
+    keypoints2d: float = Field(0.01, ge=0.0)
+    bpac: float = Field(0.1, ge=0.0)
+    tals: bool = False
+    tals_threshold_3d: float = Field(0.05, gt=0.0)
+    tals_threshold_2d: float = Field(0.02, gt=0.0)
+    tals_factor: float = Field(0.05, ge=0.0, le=1.0)
+
+    def weights(self) -> LossWeights:
+        return LossWeights(**self.model_dump())
+
+
+class FinetuneSettings(_Section):
+    """``full`` trains everything; ``partial`` the paper's best variant (last ``vit_blocks`` ViT
+    blocks, patch/position embeddings, last ``decoder_layers`` decoder layers, heads, BPAC-Net)."""
+
+    mode: Literal["full", "partial"] = "full"
+    vit_blocks: int = Field(4, ge=0)
+    decoder_layers: int = Field(2, ge=0)
+
+
+class AJAHRSettings(_Section):
+    model: ModelSettings = ModelSettings()
+    loss: LossSettings = LossSettings()
+    augmentation: AugmentationSettings = AugmentationSettings()
+    optim: OptimSettings = OptimSettings()
+    train: RunSettings = RunSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+    # Which label picks the tokenizer and the zeroed joints in training: the ground truth (default;
+    # BPAC-Net is still trained by its loss) or BPAC-Net's prediction.
+    train_switching: Literal["ground_truth", "predicted"] = "ground_truth"
+    # A user's ImageNet ResNet-34 weights for BPAC-Net (path relative to params.yaml); none here.
+    bpac_imagenet_weights: str | None = None
+    # Pelvis-aligned MPJPE must be under this share of the mean-pose predictor's on the test split,
+    # and BPAC-Net's class accuracy over this multiple of chance: the stage's "it learned" check.
+    max_mpjpe_ratio_to_mean_pose: float = Field(0.9, gt=0.0)
+    min_bpac_accuracy_over_chance: float = Field(1.5, gt=0.0)
+
+
+CPU_DETECTOR: dict[str, Any] = {
+    "model": {"input_size": 96, "heatmap_sigma": 1.0},
+    "optim": {"lr": 2e-3, "warmup_steps": 20},
+    "train": {
+        "batch_size": 32,
+        "steps": 200,
+        "accelerator": "cpu",
+        "num_workers": 1,
+        "checkpoint_every": 100,
+        "log_every": 20,
+        "eval_limit": 200,
+    },
+}
+GPU_DETECTOR: dict[str, Any] = {
+    "train": {"accelerator": "cuda", "precision": "bf16-mixed", "steps": 20_000, "num_workers": 8},
+}
+
+CPU_AJAHR: dict[str, Any] = {
+    "model": {
+        "backbone": "vit_tiny_patch16_224",
+        "image_height": 128,
+        "image_width": 96,
+        "decoder_depth": 2,
+        "decoder_dim": 256,
+        "decoder_heads": 4,
+        "decoder_head_dim": 32,
+        "decoder_mlp_dim": 512,
+        "mixer_dim": 64,
+        "bpac_input_size": 64,
+        "bpac_heatmap_sigma": 1.0,
+    },
+    "optim": {"lr": 5e-4, "schedule": "cosine", "warmup_steps": 30},
+    "train": {
+        "batch_size": 16,
+        "steps": 360,
+        "accelerator": "cpu",
+        "num_workers": 1,
+        "checkpoint_every": 100,
+        "log_every": 10,
+        "eval_batch_size": 50,
+        "eval_limit": 200,
+    },
+}
+GPU_AJAHR: dict[str, Any] = {
+    "model": {
+        "backbone": "vit_base_patch16_224",
+        "decoder_dim": 512,
+        "decoder_mlp_dim": 1024,
+        "decoder_depth": 6,
+    },
+    "optim": {"lr": 1e-4, "schedule": "cosine", "warmup_steps": 500},
+    "train": {
+        "batch_size": 64,
+        "steps": 20_000,
+        "accelerator": "cuda",
+        "precision": "bf16-mixed",
+        "compile": True,
+        "num_workers": 12,
+        "checkpoint_every": 2000,
+    },
+}
+PAPER_AJAHR: dict[str, Any] = {
+    "optim": {"lr": 5e-6},
+    "finetune": {"mode": "partial"},
+    "train": {
+        "batch_size": 64,
+        "steps": 150_000,
+        "accelerator": "cuda",
+        "devices": 2,
+        "precision": "bf16-mixed",
+        "compile": True,
+        "num_workers": 12,
+    },
+}
+
+
+class _ProfiledSection(_Section):
+    """``profile`` + ``shared`` + ``profiles``, every profile validated when the section loads."""
+
+    profile: ProfileName = "cpu"
+    shared: dict[str, Any] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+
+    _settings_type: ClassVar[Any] = None
+
+    @model_validator(mode="after")
+    def _profiles_valid(self):  # noqa: ANN202 - pydantic validator
+        try:
+            self._settings_type.model_validate(self.shared)
+        except ValidationError as err:
+            raise ValueError(_profile_errors(None, {}, err)) from None
+        if self.profile not in self.profiles:
+            raise ValueError(
+                f"profile {self.profile!r} has no entry under profiles (have {sorted(self.profiles)})"
+            )
+        for name in self.profiles:
+            self._resolve(name)
+        return self
+
+    def _resolve(self, profile: str):  # noqa: ANN202
+        override = self.profiles[profile] or {}
+        try:
+            return self._settings_type.model_validate(merge(self.shared, override))
+        except ValidationError as err:
+            raise ValueError(_profile_errors(profile, override, err)) from None
+
+
+class KeypointsSection(_ProfiledSection):
+    """Section ``keypoints``: the 2D keypoint detector's training."""
+
+    _settings_type: ClassVar[Any] = DetectorSettings
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            "cpu": copy.deepcopy(CPU_DETECTOR),
+            "gpu": copy.deepcopy(GPU_DETECTOR),
+            "paper": copy.deepcopy(GPU_DETECTOR),
+        }
+    )
+
+    def settings(self, profile: str | None = None) -> DetectorSettings:
+        return self._resolve(profile or self.profile)
+
+
+class AJAHRSection(_ProfiledSection):
+    """Section ``ajahr``: BPAC-Net and the mesh regressor, trained jointly."""
+
+    _settings_type: ClassVar[Any] = AJAHRSettings
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            "cpu": copy.deepcopy(CPU_AJAHR),
+            "gpu": copy.deepcopy(GPU_AJAHR),
+            "paper": copy.deepcopy(PAPER_AJAHR),
+        }
+    )
+
+    def settings(self, profile: str | None = None) -> AJAHRSettings:
+        return self._resolve(profile or self.profile)
