@@ -101,3 +101,7 @@ bench-synth: $(STAMP) $(BENCH_STAMP) ## Benchmark rendering: torch and OpenGL ba
 .PHONY: bench-tokenizer
 bench-tokenizer: $(STAMP) ## Benchmark tokenizer training steps (cpu and gpu profiles) vs a VQ-only step
 	$(BIN)/python benchmarks/bench_tokenizer.py
+
+.PHONY: bench-train
+bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbone, and the data loader alone
+	$(BIN)/python benchmarks/bench_train.py

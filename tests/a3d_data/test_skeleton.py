@@ -60,5 +60,7 @@ def test_limb_chains_follow_bpac_heads_and_each_amputation_level_removes_their_t
     for limb in Limb:
         for level in (Level.DISTAL, Level.MIDDLE, Level.PROXIMAL):
             labels = head_labels_from_classes(torch.tensor([class_for(limb, level)]))
-            absent = set(torch.nonzero(absent_coco_keypoints(zeroed_joint_mask(labels))[0]).flatten().tolist())
+            absent = set(
+                torch.nonzero(absent_coco_keypoints(zeroed_joint_mask(labels))[0]).flatten().tolist()
+            )
             assert absent == set(COCO_LIMB_CHAINS[limb][2 - int(level) :])

@@ -31,3 +31,19 @@ def tiny_section(**train: Any) -> dict[str, Any]:
 @pytest.fixture
 def tiny() -> TokenizerSection:
     return TokenizerSection.model_validate(tiny_section())
+
+
+@pytest.fixture(scope="session")
+def a3d_tiny(tmp_path_factory):
+    """A 36-sample A3D dataset (train 8 + 8, test 4 + 4 + 4), synthesized once per session."""
+    from tests.ajahr_model.conftest_ajahr import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("a3d"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizers(tmp_path_factory, body_model):
+    """Folder with two tiny trained tokenizers (non_amputee/, amputee/)."""
+    from tests.ajahr_model.conftest_ajahr import make_tokenizers
+
+    return make_tokenizers(tmp_path_factory.mktemp("tokenizers"), body_model)

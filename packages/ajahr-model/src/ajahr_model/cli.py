@@ -176,7 +176,8 @@ def train_keypoints(
         _fail(err)
     _run_limits_note(result, settings.train.steps)
     typer.echo(
-        f"keypoint detector: {result.step} steps; wrote {output_dir}/checkpoint.pt, metrics.json, loss_curve.png"
+        f"keypoint detector: {result.step} steps; "
+        f"wrote {output_dir}/checkpoint.pt, metrics.json, loss_curve.png"
     )
 
 

@@ -10,6 +10,7 @@ cross-attention.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def gaussian_heatmaps(
 
 @dataclass
 class BPACOutput:
-    """logits (B, 4, 4) per head (right arm, left arm, left leg, right leg); h_token (B, D); feature (B, 512)."""
+    """logits (B, 4, 4) per head (right arm, left arm, left leg, right leg); h_token (B, D);
+    feature (B, 512)."""
 
     logits: torch.Tensor
     h_token: torch.Tensor
@@ -127,7 +129,7 @@ def load_imagenet_weights(model: BPACNet, path: Path) -> list[str]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as err:
         raise WeightsFileError(f"{path}: cannot read ImageNet weights ({err})") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

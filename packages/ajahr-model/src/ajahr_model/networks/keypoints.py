@@ -113,17 +113,22 @@ def detector_loss(
     keypoint_state: torch.Tensor,
     sigma: float,
     state_weight: float,
+    absent_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Heatmap MSE on joints inside the crop and not absent (visible or occluded: the position is
-    known), plus ``state_weight`` x cross-entropy of the joint states."""
+    known), plus ``state_weight`` x cross-entropy of the joint states, in which the rare absent
+    class (a few % of the joints of a half-amputee batch) counts ``absent_weight`` times."""
     size = detections.heatmaps.shape[-1]
     target = heatmap_targets(keypoints, size, sigma)
     located = (keypoint_state == KeypointState.VISIBLE) | (keypoint_state == KeypointState.OCCLUDED)
     per_joint = ((detections.heatmaps.float() - target) ** 2).mean(dim=(2, 3))
     heatmap = (per_joint * located).sum() / located.sum().clamp_min(1) * 1000.0
+    class_weights = torch.ones(len(JointState), device=keypoints.device)
+    class_weights[JointState.ABSENT] = absent_weight
     states = F.cross_entropy(
         detections.state_logits.float().reshape(-1, len(JointState)),
         joint_state_targets(keypoint_state).reshape(-1),
+        weight=class_weights,
     )
     loss = heatmap + state_weight * states
     return loss, {"heatmap": heatmap.detach(), "state": states.detach()}

@@ -1,0 +1,120 @@
+"""The A3D loader: random access into the shards, augmentation that moves labels with the image,
+balanced batches that restart exactly, and corrupt samples skipped and counted."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from a3d_data.synthesis.schema import KeypointState
+from ajahr_model.data.a3d import (
+    A3DDataset,
+    Augmentation,
+    BalancedBatches,
+    CorruptCounter,
+    CorruptSamplesError,
+    DataError,
+    augment,
+    collate,
+    index_samples,
+)
+
+
+def test_a_sample_has_the_crop_and_labels_with_their_shapes(a3d_tiny):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    assert len(dataset) == 16
+    sample = dataset[0]
+    assert sample["ok"] and sample["image"].shape == (3, 256, 256)
+    assert sample["rotmats"].shape == (24, 3, 3) and sample["keypoints2d"].shape == (17, 2)
+    assert sample["head_labels"].shape == (4,) and sample["joints3d_smpl"].shape == (24, 3)
+    batch = collate([dataset[i] for i in range(4)])
+    assert batch["image"].shape == (4, 3, 256, 256) and batch["corrupt"] == []
+
+
+def test_unknown_split_or_missing_index_is_a_clear_error(a3d_tiny, tmp_path):
+    with pytest.raises(DataError, match="no samples with split='nope'"):
+        index_samples(a3d_tiny, "nope", ["amputee"])
+    with pytest.raises(DataError, match="index.parquet"):
+        index_samples(tmp_path, "train", ["amputee"])
+
+
+def test_an_in_plane_rotation_turns_keypoints_root_and_joints_by_the_same_angle(a3d_tiny):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["non_amputee"]))
+    image, labels = dataset.load(0)
+    rotation_only = Augmentation(scale=0.0, rotation_deg=25.0, rotation_p=1.0, translation=0.0, colour=0.0)
+    _, out = augment(image, labels, np.random.default_rng(3), rotation_only)
+    visible = (labels["keypoint_state"] == KeypointState.VISIBLE) & (
+        out["keypoint_state"] == KeypointState.VISIBLE
+    )
+    before, after = labels["keypoints2d"][visible] - 128.0, out["keypoints2d"][visible] - 128.0
+    angles = np.arctan2(after[:, 1], after[:, 0]) - np.arctan2(before[:, 1], before[:, 0])
+    angle = math.atan2(np.sin(angles).mean(), np.cos(angles).mean())
+    turn = out["rotmats"][0] @ labels["rotmats"][0].T
+    assert math.atan2(turn[1, 0], turn[0, 0]) == pytest.approx(angle, abs=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(out["joints3d_smpl"] @ turn, labels["joints3d_smpl"], atol=1e-5)
+    np.testing.assert_allclose(out["rotmats"][1:], labels["rotmats"][1:])  # only the root turns
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31))
+def test_augmented_absent_keypoints_stay_absent_at_the_origin(a3d_tiny, seed):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee"]))
+    image, labels = dataset.load(seed % len(dataset))
+    _, out = augment(image, labels, np.random.default_rng(seed), Augmentation())
+    absent = labels["keypoint_state"] == KeypointState.ABSENT
+    assert (out["keypoint_state"][absent] == KeypointState.ABSENT).all()
+    assert (out["keypoints2d"][absent] == 0).all()
+    inside = ((out["keypoints2d"] >= 0) & (out["keypoints2d"] < 256)).all(1)
+    assert (out["keypoint_state"][~absent & ~inside] == KeypointState.OUTSIDE).all()
+
+
+def test_the_same_draw_number_gives_the_same_augmented_sample(a3d_tiny):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee"]), Augmentation(), seed=5)
+    a, b, c = dataset[(2, 17)], dataset[(2, 17)], dataset[(2, 18)]
+    assert (a["image"] == b["image"]).all() and not (a["image"] == c["image"]).all()
+
+
+def test_balanced_batches_are_half_amputee_repeatable_and_restart_at_any_batch():
+    parts = ["amputee"] * 10 + ["non_amputee"] * 30
+    sampler = BalancedBatches(parts, batch_size=8, amputee_fraction=0.5, seed=1)
+    stream = iter(sampler)
+    first = [next(stream) for _ in range(5)]
+    for batch in first:
+        assert sum(parts[i] == "amputee" for i, _ in batch) == 4
+        assert len({i for i, _ in batch}) == 8
+    restarted = iter(BalancedBatches(parts, batch_size=8, amputee_fraction=0.5, seed=1, start_batch=3))
+    assert next(restarted) == first[3]
+    ranks = [BalancedBatches(parts, 8, 0.5, 1, rank=r, world_size=2).batch(0) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == sorted(first[0]) and not set(ranks[0]) & set(ranks[1])
+
+
+def test_a_batch_that_needs_more_amputees_than_the_split_has_is_refused():
+    with pytest.raises(ValueError, match="needs 4 amputee samples, the split has 2"):
+        BalancedBatches(["amputee"] * 2 + ["non_amputee"] * 10, 8, 0.5, 0)
+
+
+def test_a_corrupt_image_is_skipped_and_counted_and_too_many_fail_the_run(a3d_tiny, tmp_path):
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    refs = index_samples(copy, "train", ["amputee", "non_amputee"])
+    offset, size = refs[1].image
+    with open(refs[1].shard, "r+b") as shard:  # scribble over the JPEG's bytes
+        shard.seek(offset)
+        shard.write(b"\x00" * size)
+    dataset = A3DDataset(refs)
+    bad = dataset[1]
+    assert not bad["ok"] and refs[1].key in bad["error"]
+    batch = collate([dataset[i] for i in range(4)])
+    assert len(batch["keys"]) == 3 and batch["corrupt"][0][0] == 1
+    tolerant = CorruptCounter(len(dataset), max_fraction=0.1)
+    tolerant.add(batch["corrupt"])
+    tolerant.add(batch["corrupt"])  # the same sample drawn again counts once
+    assert tolerant.count == 1
+    with pytest.raises(CorruptSamplesError, match="1 corrupt samples, more than the 0 allowed"):
+        CorruptCounter(len(dataset), max_fraction=0.0).add(batch["corrupt"])

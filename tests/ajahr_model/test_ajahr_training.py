@@ -1,0 +1,124 @@
+"""AJAHR's loss and training: masked terms, TALS, optimisation that lowers the loss, exact
+kill-and-resume, a NaN that stops the run and keeps the last good checkpoint, and the stages'
+outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from a3d_data.synthesis.schema import KeypointState
+from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
+from ajahr_model.training.ajahr import build_ajahr, train_ajahr, train_detector
+from ajahr_model.training.loop import NonFiniteLossError, fit, make_fabric, read_training_checkpoint
+from ajahr_model.training.losses import LossWeights, ajahr_loss
+from ajahr_model.training.params import AJAHRSection
+from tests.ajahr_model.conftest_ajahr import tiny_ajahr, tiny_keypoints
+
+
+@pytest.fixture(scope="module")
+def batch(a3d_tiny):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    sampler = BalancedBatches([r.part for r in dataset.refs], 4, 0.5, 0)
+    return collate([dataset[i] for i in sampler.batch(0)])
+
+
+def test_the_loss_has_every_term_and_ignores_absent_keypoints(tiny_tokenizers, body_model, batch):
+    torch.manual_seed(0)
+    model = build_ajahr(tiny_ajahr().settings(), tiny_tokenizers, body_model)
+    out = model(batch["image"], batch["keypoints2d"], batch["head_labels"], switching="ground_truth")
+    total, terms = ajahr_loss(out, batch, LossWeights())
+    assert set(terms) == {"global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac"}
+    assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
+    absent = batch["keypoint_state"] == KeypointState.ABSENT
+    assert absent.any()  # the amputee half of the batch has absent keypoints
+    moved = out.keypoints2d.detach().clone()
+    moved[absent] += 10.0
+    out.keypoints2d = moved
+    _, terms_moved = ajahr_loss(out, batch, LossWeights())
+    assert terms_moved["keypoints2d"] == pytest.approx(float(terms["keypoints2d"]), rel=1e-6)
+
+
+def test_tals_down_weights_joints_already_under_their_threshold(tiny_tokenizers, body_model, batch):
+    torch.manual_seed(0)
+    model = build_ajahr(tiny_ajahr().settings(), tiny_tokenizers, body_model)
+    out = model(batch["image"], batch["keypoints2d"], batch["head_labels"], switching="ground_truth")
+    _, plain = ajahr_loss(out, batch, LossWeights())
+    _, all_under = ajahr_loss(out, batch, LossWeights(tals=True, tals_threshold_3d=1e3, tals_factor=0.05))
+    _, none_under = ajahr_loss(out, batch, LossWeights(tals=True, tals_threshold_3d=1e-9, tals_factor=0.05))
+    assert all_under["keypoints3d"] == pytest.approx(0.05 * float(plain["keypoints3d"]), rel=1e-5)
+    assert none_under["keypoints3d"] == pytest.approx(float(plain["keypoints3d"]), rel=1e-6)
+
+
+def _train(section: AJAHRSection, a3d, tokenizers, body_model, out, **limits):
+    return train_ajahr(section.settings(), a3d, tokenizers, None, body_model, out, progress=False, **limits)
+
+
+def test_a_few_steps_lower_the_loss(a3d_tiny, tiny_tokenizers, body_model, tmp_path):
+    section = tiny_ajahr(train={"steps": 12, "batch_size": 4, "amputee_fraction": 0.5}, optim={"lr": 2e-3},
+                         augmentation={"enabled": False})  # fmt: skip
+    result = _train(section, a3d_tiny, tiny_tokenizers, body_model, tmp_path)
+    losses = [row["loss"] for row in result.history]
+    assert result.complete and len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_killing_and_resuming_gives_exactly_the_weights_of_one_run(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    section = tiny_ajahr(train={"steps": 4})
+    _train(section, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "whole")
+    first = _train(section, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "split", max_steps_this_run=2)
+    assert not first.complete and first.step == 2
+    saved = read_training_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert saved["step"] == 2 and not saved["complete"] and not (tmp_path / "split" / "metrics.json").exists()
+    second = _train(section, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "split")
+    assert second.complete and second.step == 4
+    a = read_training_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = read_training_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    for key, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
+    metrics = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert {"amputee", "non_amputee", "occlusion", "checks", "train"} <= set(metrics)
+    assert (tmp_path / "split" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_changed_settings_set_the_old_checkpoint_aside_instead_of_resuming(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    _train(tiny_ajahr(train={"steps": 2}), a3d_tiny, tiny_tokenizers, body_model, tmp_path)
+    _train(
+        tiny_ajahr(train={"steps": 2}, optim={"lr": 5e-4}), a3d_tiny, tiny_tokenizers, body_model, tmp_path
+    )
+    assert len(list(tmp_path.glob("checkpoint.settings-*.pt"))) == 1
+
+
+def test_a_nan_loss_stops_naming_the_step_and_samples_and_keeps_the_last_checkpoint(a3d_tiny, tmp_path):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    settings = tiny_keypoints(steps=6, checkpoint_every=2).settings()
+    model = torch.nn.Linear(3, 1)
+
+    def loss_fn(wrapped, batch, step):
+        value = wrapped(batch["image"].float().mean((2, 3))).mean()
+        return (value * float("nan") if step == 3 else value), {}
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is nan .* on samples \['train-"):
+        fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()), loss_fn=loss_fn,
+            dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train, optim=settings.optim,
+            checkpoint=checkpoint, settings_fp="x", progress=False)  # fmt: skip
+    assert read_training_checkpoint(checkpoint)["step"] == 2
+
+
+def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tmp_path):
+    result = train_detector(tiny_keypoints(steps=2).settings(), a3d_tiny, tmp_path, progress=False)
+    assert result.complete
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["amputee"]["state_confusion"]) == {"present", "occluded", "absent"}
+    assert 0.0 <= metrics["occlusion"]["state_accuracy"] <= 1.0
+    assert (tmp_path / "loss_curve.png").exists()
