@@ -160,8 +160,8 @@ def augment(
     points[absent] = 0.0
     inside = (points >= 0).all(1) & (points < CROP_SIZE).all(1)
     state[~absent & ~inside] = KeypointState.OUTSIDE
-    # A keypoint that the augmentation brings back into the crop is visible as far as we know
-    # (its occluder, if any, was rendered with it): only VISIBLE/OCCLUDED labels are kept as they are.
+    # A keypoint that the augmentation brings back into the crop was never checked for visibility
+    # (synthesis only tests keypoints inside the crop): call it occluded, its position is known.
     state[~absent & inside & (labels["keypoint_state"] == KeypointState.OUTSIDE)] = KeypointState.OCCLUDED
     out["keypoints2d"] = points.astype(np.float32)
     out["keypoint_state"] = state

@@ -152,7 +152,6 @@ def fit(
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))
     step, history, corrupt_seen = 0, [], {}
-    state_template = {"model": model, "optimizer": optimizer}
     if checkpoint.exists():
         try:
             raw = read_training_checkpoint(checkpoint)
@@ -173,7 +172,6 @@ def fit(
             _set_rng_state(raw["rng"])
             log.info("resumed %s at step %d of %d", checkpoint, step, run.steps)
     wrapped, optimizer = fabric.setup(model, optimizer)
-    del state_template
     counter = CorruptCounter(len(dataset), run.max_corrupt_fraction)
     counter.seen.update(corrupt_seen)
 

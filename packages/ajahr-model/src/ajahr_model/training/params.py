@@ -277,6 +277,10 @@ class _ProfiledSection(_Section):
             self._resolve(name)
         return self
 
+    def settings(self, profile: str | None = None) -> Any:
+        """The merged settings of ``profile`` (the section's ``profile`` by default)."""
+        return self._resolve(profile or self.profile)
+
     def _resolve(self, profile: str):  # noqa: ANN202
         override = self.profiles[profile] or {}
         try:
@@ -300,9 +304,6 @@ class KeypointsSection(_ProfiledSection):
         }
     )
 
-    def settings(self, profile: str | None = None) -> DetectorSettings:
-        return self._resolve(profile or self.profile)
-
 
 class AJAHRSection(_ProfiledSection):
     """Section ``ajahr``: BPAC-Net and the mesh regressor, trained jointly."""
@@ -316,6 +317,3 @@ class AJAHRSection(_ProfiledSection):
             "paper": copy.deepcopy(PAPER_AJAHR),
         }
     )
-
-    def settings(self, profile: str | None = None) -> AJAHRSettings:
-        return self._resolve(profile or self.profile)
