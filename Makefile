@@ -41,11 +41,15 @@ $(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 	@# pip, not uv, installs torch and torchvision: on this machine pip takes both from disk;
 	@# on a CUDA machine the same pin takes the CUDA build from the registry.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 uv==$(UV_VERSION)
-	@# triton (torch's GPU compiler) bundles its own LLVM, which segfaults beside Mesa's (llvmpipe,
-	@# loaded by the EGL renderer) in one process; without a GPU torch does not need it.
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet -y triton || true; fi
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock \
 		$(foreach p,$(PACKAGES),-e $(p))
+	@# triton (torch's GPU compiler) bundles its own LLVM, which segfaults beside Mesa's (llvmpipe,
+	@# loaded by the EGL renderer) in one process; without a GPU torch does not need it.
+	@# After uv, which installs it again as a dependency of torch.
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/python -m pip uninstall --quiet -y triton || true; \
+		$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('triton') is not None and 'triton is still installed')"; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the pinned dependencies and the packages (editable)
