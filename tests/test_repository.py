@@ -33,7 +33,13 @@ def _expanded_stages(pipeline: dict) -> dict[str, dict]:
     stages = {}
     for name, stage in pipeline["stages"].items():
         if "foreach" in stage:
-            for item in stage["foreach"]:
+            items = stage["foreach"]
+            if isinstance(items, str):  # ${a.b}: a list in params.yaml, as DVC resolves it
+                node = yaml.safe_load((ROOT / "params.yaml").read_text())
+                for part in items.strip("${}").split("."):
+                    node = node[part]
+                items = node
+            for item in items:
                 stages[f"{name}@{item}"] = substitute(stage["do"], item)
         else:
             stages[name] = substitute(stage)
@@ -63,7 +69,29 @@ def test_every_stage_names_params_that_exist_and_a_command_that_is_installed():
         produced = {str(out) for other in stages.values() for out in _paths(other.get("outs", []))}
         produced |= {str(m) for other in stages.values() for m in _paths(other.get("metrics", []))}
         for dep in stage.get("deps", []):
-            assert (ROOT / dep).exists() or dep in produced, f"stage {name}: dependency {dep} does not exist"
+            inside = any(out.startswith(dep.rstrip("/") + "/") for out in produced)
+            assert (ROOT / dep).exists() or dep in produced or inside, (
+                f"stage {name}: dependency {dep} does not exist"
+            )
+
+
+def test_every_trained_variant_has_a_stage_and_the_report_reads_all_their_evaluations():
+    from ajahr_model.training.params import AJAHRSection
+
+    stages = _expanded_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
+    section = AJAHRSection.model_validate(yaml.safe_load((ROOT / "params.yaml").read_text())["ajahr"])
+    assert {"ajahr", "hmr2", "tokenhmr"} <= set(section.trained_variants)
+    report = stages["report"]
+    for variant in section.trained_variants:
+        stage = stages[f"train_model@{variant}"]
+        words = stage["cmd"].split()
+        assert words[words.index("--variant") + 1] == variant
+        evaluation = Path(words[words.index("--evaluation-dir") + 1])
+        assert _paths(stage["metrics"]) == [str(evaluation / "metrics.json")]
+        assert str(evaluation / "predictions.npz") in _paths(stage["outs"])
+        assert f"ajahr.variants.{variant}" in stage["params"]
+        # The report depends on the folder that holds every variant's evaluation.
+        assert any(str(evaluation).startswith(dep + "/") for dep in report["deps"])
 
 
 def test_make_help_lists_the_two_commands_of_the_readme():

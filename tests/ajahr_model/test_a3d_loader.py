@@ -32,6 +32,10 @@ def test_a_sample_has_the_crop_and_labels_with_their_shapes(a3d_tiny):
     assert sample["ok"] and sample["image"].shape == (3, 256, 256)
     assert sample["rotmats"].shape == (24, 3, 3) and sample["keypoints2d"].shape == (17, 2)
     assert sample["head_labels"].shape == (4,) and sample["joints3d_smpl"].shape == (24, 3)
+    # One class per sample, one per batch row: a (B, 1) column would broadcast against (B,)
+    # predictions into a (B, B) comparison (it once made every class accuracy ~1/13).
+    assert sample["class_index"].shape == ()
+    assert collate([dataset[0], dataset[1]])["class_index"].shape == (2,)
     batch = collate([dataset[i] for i in range(4)])
     assert batch["image"].shape == (4, 3, 256, 256) and batch["corrupt"] == []
 

@@ -84,7 +84,8 @@ def test_killing_and_resuming_gives_exactly_the_weights_of_one_run(
     for key, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
     metrics = json.loads((tmp_path / "split" / "metrics.json").read_text())
-    assert {"amputee", "non_amputee", "occlusion", "checks", "train"} <= set(metrics)
+    assert {"test", "per_class", "bpac", "checks", "train"} <= set(metrics)
+    assert (tmp_path / "split" / "predictions.npz").exists()
     assert (tmp_path / "split" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

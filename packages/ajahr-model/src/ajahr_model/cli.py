@@ -205,8 +205,19 @@ def train_ajahr(
         None, "--max-steps-this-run", min=1, help="Stop after this many steps (status 3)."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    evaluation_dir: Path | None = typer.Option(
+        None,
+        "--evaluation-dir",
+        help="Where the test-split metrics.json and predictions.npz go (default: the output dir).",
+    ),
+    variant: str = typer.Option(
+        "ajahr",
+        "--variant",
+        help="Which model of ajahr.variants: ajahr, or a baseline/ablation (hmr2, tokenhmr, ...).",
+    ),
 ) -> None:
-    """Train BPAC-Net and the AJAHR regressor jointly (section ``ajahr``), resuming from the checkpoint.
+    """Train BPAC-Net and the AJAHR regressor jointly (section ``ajahr``), resuming from the checkpoint;
+    or, with ``--variant``, a baseline or ablation of ``ajahr.variants`` by the same code.
 
     With ``train.devices: N`` > 1 (the paper profile: 2) Lightning Fabric starts one DDP process
     per GPU from this same command. Exit status 0: trained and evaluated on the test split; 3:
@@ -229,7 +240,10 @@ def train_ajahr(
     from ajahr_model.training.ajahr import train_ajahr as run
     from ajahr_model.training.loop import TrainingCheckpointError
 
-    settings = section.settings()
+    try:
+        settings = section.settings(variant=variant)
+    except ValueError as err:
+        _fail(ParamsError(f"{params_file}: ajahr: {err}"))
     weights = settings.bpac_imagenet_weights
     try:
         body_model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
@@ -245,6 +259,8 @@ def train_ajahr(
                 max_minutes=max_minutes,
                 max_steps_this_run=max_steps_this_run,
                 progress=progress,
+                variant=variant,
+                evaluation_dir=_relative_to(params_file, evaluation_dir) if evaluation_dir else None,
             )
     except (
         BodyModelFileError,
@@ -256,7 +272,130 @@ def train_ajahr(
     ) as err:
         _fail(err)
     _run_limits_note(result, settings.train.steps)
-    typer.echo(f"AJAHR: {result.step} steps; wrote {output_dir}/checkpoint.pt, metrics.json, loss_curve.png")
+    typer.echo(
+        f"{variant}: {result.step} steps; wrote {output_dir}/checkpoint.pt and loss_curve.png, "
+        f"{evaluation_dir or output_dir}/metrics.json and predictions.npz"
+    )
+
+
+@app.command("report")
+def report(
+    params_file: Path = PARAMS_OPTION,
+    dataset_dir: Path = typer.Option(
+        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
+    ),
+    evaluations: Path = typer.Option(
+        Path("models/evaluation"),
+        "--evaluations",
+        help="Folder of the models' <variant>/metrics.json and predictions.npz.",
+    ),
+    output_dir: Path = typer.Option(
+        Path("reports/evaluation"), "--output-dir", help="Where the report and its pictures go."
+    ),
+) -> None:
+    """The evaluation report over ``ajahr.trained_variants``: markdown, HTML, metrics JSON, PNGs.
+
+    Exit status 0: written; 2: bad input (a model not yet evaluated, bad params).
+    """
+    _setup_logging()
+    from ajahr_model.evaluation.report import ReportInputError, ReportParams, load_evaluations, write_report
+    from ajahr_model.training.params import AJAHRSection
+
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+        section = load_section(params_file, "ajahr", AJAHRSection)
+        options = load_section(params_file, "report", ReportParams)
+    except ParamsError as err:
+        _fail(err)
+    from a3d_data.body_model import BodyModelFileError, load_body_model
+
+    try:
+        body_model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+        found = load_evaluations(_relative_to(params_file, evaluations), list(section.trained_variants))
+        facts = write_report(
+            found,
+            _relative_to(params_file, dataset_dir),
+            body_model,
+            _relative_to(params_file, output_dir),
+            options.render_backend,
+            section.profile,
+        )
+    except (BodyModelFileError, ReportInputError) as err:
+        _fail(err)
+    typer.echo(f"wrote {output_dir}/report.md, report.html, metrics.json and the PNGs")
+    for key, value in facts.get("findings", {}).items():
+        typer.echo(f"  {key}: {value}")
+
+
+@app.command("evaluate-real")
+def evaluate_real(
+    sequence_file: Path = typer.Argument(..., help="An EMDB *_data.pkl or a 3DPW sequence .pkl."),
+    images: Path = typer.Option(..., "--images", help="The folder of the sequence's frames."),
+    format: str = typer.Option(..., "--format", help="emdb or 3dpw."),
+    params_file: Path = PARAMS_OPTION,
+    model_path: Path = typer.Option(Path("models/ajahr/checkpoint.pt"), "--model", help="A trained model."),
+    tokenizer_dir: Path = typer.Option(Path("models/tokenizers"), "--tokenizers"),
+    detector: Path = typer.Option(Path("models/keypoints/checkpoint.pt"), "--detector"),
+    h36m_regressor: Path | None = typer.Option(
+        None,
+        "--h36m-regressor",
+        help="The licensed SMPL's J_regressor_h36m (.npy, 17 x V): 14-joint protocol.",
+    ),
+    output: Path | None = typer.Option(None, "--output", help="Write the figures as JSON here too."),
+) -> None:
+    """MVE / MPJPE / PA-MPJPE of a trained model on one real sequence with SMPL ground truth.
+
+    The ground truth is posed with the params' body model: set ``body_model.path`` to the
+    licensed SMPL the dataset was fitted with. Exit status 0: printed; 2: bad input.
+    """
+    _setup_logging()
+    import json
+
+    import numpy as np
+    import torch
+
+    from a3d_data.body_model import BodyModelFileError, load_body_model
+    from ajahr_model.evaluation.real_data import SequenceFileError, evaluate_sequence, read_sequence
+    from ajahr_model.tokenizer.checkpoint import CheckpointError
+    from ajahr_model.training.ajahr import load_detector, load_trained_model
+    from ajahr_model.training.loop import TrainingCheckpointError
+
+    if format not in ("emdb", "3dpw"):
+        _fail(ValueError(f"--format: expected emdb or 3dpw, got {format!r}"))
+    try:
+        body = load_section(params_file, "body_model", BodyModelParams)
+    except ParamsError as err:
+        _fail(err)
+    if body.path is None:
+        logging.getLogger(__name__).warning(
+            "body_model.path is empty: the ground truth is posed with the bundled A3D model, not SMPL"
+        )
+    try:
+        body_model = load_body_model(resolve_model_path(body, params_file), num_betas=body.num_betas)
+        model = load_trained_model(model_path, tokenizer_dir, body_model)
+        keypoints = load_detector(detector)
+        regressor = None
+        if h36m_regressor is not None:
+            try:
+                regressor = torch.from_numpy(np.load(h36m_regressor)).float()
+            except (OSError, ValueError) as err:
+                raise SequenceFileError(f"{h36m_regressor}: cannot read the H36M regressor ({err})") from err
+        figures = evaluate_sequence(model, keypoints, read_sequence(format, sequence_file, images), regressor)  # type: ignore[arg-type]
+    except (
+        BodyModelFileError,
+        CheckpointError,
+        TrainingCheckpointError,
+        SequenceFileError,
+        ValueError,
+    ) as err:
+        _fail(err)
+    text = json.dumps(figures, indent=2)
+    typer.echo(text)
+    if output is not None:
+        from a3d_data.atomic import atomic_path
+
+        with atomic_path(output) as temporary:
+            temporary.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -215,6 +215,12 @@ class A3DDataset(Dataset):
             labels = {name: np.asarray(npz[name]).astype(dtype) for name, dtype in SAMPLE_ARRAYS.items()}
         return image, labels
 
+    def all_labels(self, index: int) -> dict[str, np.ndarray]:
+        """Every array of a sample's labels file (the schema's, e.g. ``cam_t`` and ``focal`` too)."""
+        ref = self.refs[index]
+        with np.load(io.BytesIO(self._read(ref.shard, ref.labels))) as npz:
+            return {name: np.asarray(npz[name]) for name in npz.files}
+
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
         index, draw = item if isinstance(item, tuple) else (item, -1)
         ref = self.refs[index]
@@ -226,7 +232,9 @@ class A3DDataset(Dataset):
             rng = np.random.default_rng([self.seed, draw])
             image, labels = augment(image, labels, rng, self.augmentation)
         sample: dict[str, Any] = {
-            name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in labels.items()
+            # np.array, not np.ascontiguousarray: that one turns a 0-d array (class_index) into 1-d.
+            name: torch.from_numpy(np.array(v, order="C"))
+            for name, v in labels.items()
         }
         sample["image"] = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
         sample.update(ok=True, key=ref.key, index=index)

@@ -22,9 +22,10 @@ from timm.models.mlp_mixer import MixerBlock
 from torch import nn
 
 from a3d_data.amputation.labels import zeroed_joint_mask
+from a3d_data.amputation.table import NUM_HEADS
 from a3d_data.body_model.model import BodyModel
 from a3d_data.synthesis.schema import CROP_SIZE, FOCAL_LENGTH
-from ajahr_model.networks.bpac import BPACNet, BPACOutput, normalise_image
+from ajahr_model.networks.bpac import NONE_CLASS, BPACNet, BPACOutput, normalise_image
 from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d, rotation_6d_to_matrix
 from ajahr_model.tokenizer.vqvae import PoseVQVAE
 
@@ -47,6 +48,11 @@ class RegressorConfig:
     decoder_head_dim: int = 64
     decoder_mlp_dim: int = 1024
     second_cross_attention: bool = True
+    # "tokens": the token classifier over the frozen tokenizers (AJAHR, TokenHMR-style);
+    # "direct": 21 x 6D body rotations regressed as residuals over the mean pose (HMR2-style).
+    pose_head: Literal["tokens", "direct"] = "tokens"
+    # False: no BPAC-Net (the baselines): no h_token, no classifier, every body called non-amputee.
+    use_bpac: bool = True
     mixer_dim: int = 256
     mixer_depth: int = 2
     bpac_input_size: int = 256
@@ -133,14 +139,16 @@ class TokenClassifier(nn.Module):
 class AJAHROutput:
     """What the model predicts for a batch (metres, camera frame without translation).
 
-    rotmats (B, 24, 3, 3) after zeroing; betas (B, 10); camera (B, 3) = (s, tx, ty);
+    rotmats (B, 24, 3, 3) after zeroing, rotmats_full before it (to re-zero with another label);
+    betas (B, 10); camera (B, 3) = (s, tx, ty);
     cam_t (B, 3) metres; vertices (B, V, 3); joints (B, 24, 3) SMPL joints; keypoints2d
     (B, 17, 2) COCO keypoints in crop coordinates normalised to [-0.5, 0.5]; zeroed (B, 24)
     joints set to zero; amputee_tokenizer (B,) which samples used the amputee tokenizer;
-    token_logits per tokenizer (B, T, K); bpac.
+    token_logits per tokenizer (B, T, K) (empty for the direct head); bpac (None without BPAC-Net).
     """
 
     rotmats: torch.Tensor
+    rotmats_full: torch.Tensor
     betas: torch.Tensor
     camera: torch.Tensor
     cam_t: torch.Tensor
@@ -150,7 +158,15 @@ class AJAHROutput:
     zeroed: torch.Tensor
     amputee_tokenizer: torch.Tensor
     token_logits: dict[str, torch.Tensor]
-    bpac: BPACOutput
+    bpac: BPACOutput | None
+
+    def predicted_head_labels(self) -> torch.Tensor:
+        """BPAC-Net's level per head (B, 4); "none" everywhere for a model without BPAC-Net."""
+        if self.bpac is not None:
+            return self.bpac.head_labels()
+        return torch.full(
+            (self.rotmats.shape[0], NUM_HEADS), NONE_CLASS, dtype=torch.long, device=self.rotmats.device
+        )
 
 
 def camera_translation(camera: torch.Tensor) -> torch.Tensor:
@@ -169,11 +185,15 @@ def project(points: torch.Tensor, cam_t: torch.Tensor) -> torch.Tensor:
 class AJAHR(nn.Module):
     """BPAC-Net + the mesh regressor + frozen tokenizers + the body model.
 
+    The baselines and ablations of the evaluation are this class with parts left out: HMR2-style
+    (``pose_head="direct"``, no tokenizer, ``use_bpac=False``), TokenHMR-style (the non-amputee
+    tokenizer alone, no BPAC-Net), a single amputee tokenizer, no second cross-attention.
+
     Parameters
     ----------
-    config : shapes.
+    config : shapes and which parts exist.
     tokenizers : the frozen tokenizers by role (``non_amputee``, ``amputee``); with one, it decodes
-        every sample (the single-tokenizer ablation).
+        every sample (the single-tokenizer models). Empty for the direct pose head.
     body_model : the body model (its buffers are not trained).
     mean_root6d : (6,) mean global orientation in the camera frame (the residual's origin).
     """
@@ -186,14 +206,17 @@ class AJAHR(nn.Module):
         mean_root6d: torch.Tensor | None = None,
     ):
         super().__init__()
-        if not tokenizers or set(tokenizers) - set(TOKENIZER_ROLES):
+        tokenizers = dict(tokenizers)
+        if config.pose_head == "direct":
+            if tokenizers:
+                raise ValueError("tokenizers: the direct pose head uses none")
+        elif not tokenizers or set(tokenizers) - set(TOKENIZER_ROLES):
             raise ValueError(f"tokenizers: expected roles among {TOKENIZER_ROLES}, got {sorted(tokenizers)}")
         shapes = {(t.config.tokens, t.config.codebook_size, t.config.code_dim) for t in tokenizers.values()}
-        if len(shapes) != 1:
+        if len(shapes) > 1:
             raise ValueError(
                 f"tokenizers: both must have the same tokens/codebook/code dim, got {sorted(shapes)}"
             )
-        tokens, codebook_size, _ = shapes.pop()
         self.config = config
         self.backbone = timm.create_model(
             config.backbone,
@@ -206,7 +229,9 @@ class AJAHR(nn.Module):
             dynamic_img_size=False,
         )
         width = self.backbone.num_features
-        self.bpac = BPACNet(width, config.bpac_input_size, config.bpac_heatmap_sigma)
+        self.bpac = (
+            BPACNet(width, config.bpac_input_size, config.bpac_heatmap_sigma) if config.use_bpac else None
+        )
         self.query = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
         self.layers = nn.ModuleList(
             DecoderLayer(
@@ -215,20 +240,28 @@ class AJAHR(nn.Module):
                 config.decoder_heads,
                 config.decoder_head_dim,
                 config.decoder_mlp_dim,
-                config.second_cross_attention,
+                config.second_cross_attention and config.use_bpac,
             )
             for _ in range(config.decoder_depth)
         )
         self.norm = nn.LayerNorm(config.decoder_dim)
         self.tokenizer_roles = tuple(r for r in TOKENIZER_ROLES if r in tokenizers)
-        self.classifier = TokenClassifier(
-            config.decoder_dim,
-            tokens,
-            codebook_size,
-            config.mixer_dim,
-            config.mixer_depth,
-            self.tokenizer_roles,
-        )
+        self.classifier: TokenClassifier | None = None
+        self.pose_readout: nn.Linear | None = None
+        if config.pose_head == "tokens":
+            tokens, codebook_size, _ = shapes.pop()
+            self.classifier = TokenClassifier(
+                config.decoder_dim,
+                tokens,
+                codebook_size,
+                config.mixer_dim,
+                config.mixer_depth,
+                self.tokenizer_roles,
+            )
+        else:
+            self.pose_readout = nn.Linear(config.decoder_dim, 21 * 6)
+            nn.init.zeros_(self.pose_readout.weight)
+            nn.init.zeros_(self.pose_readout.bias)
         # 6 global orientation + 10 betas + 3 camera + 2 x 6 hands, as residuals.
         self.readout = nn.Linear(config.decoder_dim, 6 + body_model.num_betas + 3 + 12)
         nn.init.zeros_(self.readout.weight)
@@ -238,6 +271,8 @@ class AJAHR(nn.Module):
             "mean_root6d", identity6d.clone() if mean_root6d is None else mean_root6d.float()
         )
         self.register_buffer("mean_hands6d", identity6d.repeat(2))
+        # The direct head's origin: the rest pose (6D of the identity) for all 21 body joints.
+        self.register_buffer("mean_body6d", identity6d.repeat(21, 1))
         self.register_buffer("mean_camera", torch.tensor([0.9, 0.0, 0.0]))
         # Frozen parts: not parameters of the optimiser, not in the state dict's trained weights.
         self.tokenizers = nn.ModuleDict(tokenizers)
@@ -289,22 +324,29 @@ class AJAHR(nn.Module):
         zeroed (default: the same as ``switching``; the paper's amputee protocol evaluates a
         predicted switch with ground-truth zeroing).
         """
-        bpac = self.bpac(image, keypoints)
+        bpac = self.bpac(image, keypoints) if self.bpac is not None else None
         image_tokens = self.image_tokens(image)
-        h_token = bpac.h_token[:, None, :].to(image_tokens.dtype)
+        h_token = bpac.h_token[:, None, :].to(image_tokens.dtype) if bpac is not None else image_tokens[:, :0]
         x = self.query.expand(image.shape[0], -1, -1).to(image_tokens.dtype)
         for layer in self.layers:
             x = layer(x, image_tokens, h_token)
         query = self.norm(x[:, 0])
-        logits = self.classifier(query)
+        logits = self.classifier(query) if self.classifier is not None else {}
         if "ground_truth" in (switching, zeroing) and head_labels is None:
             raise ValueError("ground-truth switching or zeroing needs head_labels")
-        predicted = bpac.head_labels()
+        predicted = (
+            bpac.head_labels()
+            if bpac is not None
+            else torch.full((image.shape[0], NUM_HEADS), NONE_CLASS, dtype=torch.long, device=image.device)
+        )
         switch_labels = head_labels if switching == "ground_truth" else predicted
         zero_labels = head_labels if (zeroing or switching) == "ground_truth" else predicted
         amputee = zeroed_joint_mask(switch_labels).any(-1)
         zeroed = zeroed_joint_mask(zero_labels)
-        body6d = self.decode_pose(logits, amputee)
+        if self.pose_readout is not None:
+            body6d = self.mean_body6d + self.pose_readout(query).float().view(-1, 21, 6)
+        else:
+            body6d = self.decode_pose(logits, amputee)
         residual = self.readout(query).float()
         nb = self.body_model.num_betas
         root6d = self.mean_root6d + residual[:, :6]
@@ -322,12 +364,14 @@ class AJAHR(nn.Module):
             dim=1,
         )
         # Zero-matrix amputation before the body model: the limb collapses onto its joint.
+        rotmats_full = rotmats
         rotmats = rotmats * (~zeroed)[..., None, None].to(rotmats.dtype)
         body = self.body_model.forward_rotmats(rotmats, betas=betas)
         cam_t = camera_translation(camera)
         keypoints2d = project(self.body_model.coco_keypoints(body.vertices), cam_t)
         return AJAHROutput(
             rotmats=rotmats,
+            rotmats_full=rotmats_full,
             betas=betas,
             camera=camera,
             cam_t=cam_t,

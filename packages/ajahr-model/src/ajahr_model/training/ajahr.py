@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from a3d_data.amputation.labels import class_index_from_head_labels
-from a3d_data.amputation.table import NON_AMPUTEE
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
 from ajahr_model.data.a3d import A3DDataset, collate, index_samples
+from ajahr_model.evaluation.evaluate import TEST_PARTS, evaluate_model
 from ajahr_model.networks.bpac import load_imagenet_weights
 from ajahr_model.networks.keypoints import (
     Detections,
@@ -42,7 +41,6 @@ from ajahr_model.training.params import AJAHRSettings, DetectorSettings
 log = logging.getLogger(__name__)
 
 TRAIN_PARTS = ["amputee", "non_amputee"]
-TEST_PARTS = ["amputee", "non_amputee", "occlusion"]
 # Settings that do not change the weights: where and how fast a run executes.
 _RUN_ONLY = {
     "accelerator",
@@ -265,8 +263,9 @@ def build_ajahr(
     body_model: BodyModel,
     mean_root6d: torch.Tensor | None = None,
 ) -> AJAHR:
+    """The model of ``settings`` (AJAHR or a variant) over the tokenizers it names, untrained."""
     tokenizers = {
-        role: load_tokenizer(tokenizer_dir / role / "checkpoint.pt") for role in ("non_amputee", "amputee")
+        role: load_tokenizer(tokenizer_dir / role / "checkpoint.pt") for role in settings.tokenizers
     }
     model = AJAHR(settings.model.config(), tokenizers, body_model, mean_root6d)
     if settings.finetune.mode == "partial":
@@ -285,7 +284,13 @@ def train_ajahr(
     max_minutes: float | None = None,
     max_steps_this_run: int | None = None,
     progress: bool = True,
+    variant: str = "ajahr",
+    evaluation_dir: Path | None = None,
 ) -> FitResult:
+    """Train ``variant`` (AJAHR, a baseline or an ablation: ``settings`` are already its own) into
+    ``output_dir`` (checkpoint, loss curve), then evaluate it on the test split into
+    ``evaluation_dir`` (default: ``output_dir``): ``metrics.json`` and ``predictions.npz``."""
+    evaluation_dir = evaluation_dir if evaluation_dir is not None else output_dir
     torch.manual_seed(settings.train.seed)
     fabric = make_fabric(settings.train)
     fabric.launch()
@@ -296,7 +301,7 @@ def train_ajahr(
     )
     means = mean_root_and_joints(train_set, seed=settings.train.seed)
     model = build_ajahr(settings, tokenizer_dir, body_model, means["root6d"])
-    if bpac_weights is not None:
+    if bpac_weights is not None and model.bpac is not None:
         load_imagenet_weights(model.bpac, bpac_weights)
     model = model.to(fabric.device)
     if settings.train.compile:
@@ -313,7 +318,7 @@ def train_ajahr(
         return ajahr_loss(output, batch, weights)
 
     checkpoint = output_dir / "checkpoint.pt"
-    tokenizer_fp = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in ("non_amputee", "amputee")]
+    tokenizer_fp = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in settings.tokenizers]
     result = fit(
         fabric=fabric,
         model=model,
@@ -327,19 +332,36 @@ def train_ajahr(
         settings_fp=_weights_fp(
             settings, AJAHR_CODE, tokenizers=tokenizer_fp, bpac_weights=str(bpac_weights)
         ),
-        extra_state={"kind": "ajahr", "settings": settings.model_dump(mode="json")},
+        extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,
         max_steps_this_run=max_steps_this_run,
         progress=progress,
-        desc="AJAHR",
+        desc=variant,
     )
     if not result.complete or not fabric.is_global_zero:
         return result
     history = read_training_checkpoint(checkpoint)["history"]
     detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
-    model.eval()
     test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS))
-    metrics = evaluate_ajahr(model, detector, test_set, means, settings, fabric.device)
+    metrics, table = evaluate_model(
+        model,
+        detector,
+        test_set,
+        means["pose_rotmats"],
+        means["joints"],
+        settings.train.eval_batch_size,
+        settings.train.eval_limit,
+        fabric.device,
+        progress=progress,
+    )
+    metrics = {
+        "model": variant,
+        "keypoints": "detector" if detector is not None else "ground truth",
+        **metrics,
+    }
+    metrics["checks"]["learned"] = learned(metrics, settings)
+    if not metrics["checks"]["learned"]:
+        log.warning("%s did not clearly learn: %s", variant, metrics["checks"])
     metrics["train"] = {
         "steps": result.step,
         "corrupt_samples": result.corrupt,
@@ -347,14 +369,57 @@ def train_ajahr(
     }
     if history:
         metrics["train"]["images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
-    _write_json(output_dir / "metrics.json", metrics)
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(evaluation_dir / "metrics.json", metrics)
+    with atomic_path(evaluation_dir / "predictions.npz") as temporary, temporary.open("wb") as handle:
+        np.savez_compressed(handle, **table)
+    terms = ["keypoints3d", "keypoints2d", "body_pose", "global_orient", "betas"]
     plot_history(
         history,
         output_dir / "loss_curve.png",
-        "AJAHR (BPAC-Net + regressor)",
-        ["keypoints3d", "keypoints2d", "body_pose", "global_orient", "betas", "bpac"],
+        f"{variant} (cpu/gpu profile: see params.yaml)"
+        if variant != "ajahr"
+        else "AJAHR (BPAC-Net + regressor)",
+        [*terms, "bpac"] if model.bpac is not None else terms,
     )
     return result
+
+
+def load_trained_model(
+    path: Path, tokenizer_dir: Path, body_model: BodyModel, device: torch.device | str = "cpu"
+) -> AJAHR:
+    """A finished AJAHR / baseline checkpoint of a ``train_model`` stage, in eval mode. The body
+    model is the caller's (e.g. a licensed SMPL for real data), not the one trained with."""
+    from ajahr_model.training.loop import TrainingCheckpointError
+
+    state = read_training_checkpoint(path)
+    if state.get("kind") != "ajahr" or not state.get("complete"):
+        raise TrainingCheckpointError(f"{path}: not a finished AJAHR checkpoint (fields 'kind', 'complete')")
+    settings = AJAHRSettings.model_validate(state["settings"])
+    model = build_ajahr(settings, tokenizer_dir, body_model)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("body_model.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    left = [k for k in missing if not k.startswith("body_model.")]
+    if left or unexpected:
+        raise TrainingCheckpointError(
+            f"{path}: weights do not fit the model (missing {left[:3]}, unexpected {unexpected[:3]})"
+        )
+    return model.to(device).eval().requires_grad_(False)
+
+
+def learned(metrics: dict[str, Any], settings: AJAHRSettings) -> bool:
+    """The stage's "it learned" check: MPJPE under ``max_mpjpe_ratio_to_mean_pose`` of the
+    mean-pose predictor's on amputees and non-amputees, and (with BPAC-Net) the amputation class
+    over ``min_bpac_accuracy_over_chance`` times chance with the detector's keypoints."""
+    checks = metrics["checks"]
+    ok = (
+        checks["mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
+        and checks["non_amputee_mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
+    )
+    key = "bpac_amputee_class_accuracy_over_chance (detected_keypoints)"
+    if key in checks:
+        ok = ok and checks[key] > settings.min_bpac_accuracy_over_chance
+    return bool(ok)
 
 
 def read_training_fp(path: Path) -> str:
@@ -362,107 +427,3 @@ def read_training_fp(path: Path) -> str:
     fingerprint and step: a retrained tokenizer means retraining AJAHR)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     return f"{state.get('fingerprint', '')}-{state.get('step', '')}"
-
-
-def pelvis_aligned_error_mm(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean L2 (mm) of (B, N, 3) points after subtracting each one's pelvis (point 0)."""
-    return ((pred - pred[:, :1]) - (gt - gt[:, :1])).norm(dim=-1).mean(-1) * 1000.0
-
-
-@torch.no_grad()
-def evaluate_ajahr(
-    model: AJAHR,
-    detector: KeypointDetector | None,
-    dataset: A3DDataset,
-    means: dict[str, torch.Tensor],
-    settings: AJAHRSettings,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Test-split figures per part: MPJPE (pelvis-aligned, 24 SMPL joints, mm) of AJAHR under the
-    ground-truth-label zeroing protocol and with BPAC-Net's labels, against two mean-pose
-    predictors; BPAC-Net's head and class accuracy with the detector's and the true keypoints."""
-    body = model.body_model
-    metrics: dict[str, Any] = {}
-    for part in TEST_PARTS:
-        sums: dict[str, list[float]] = {}
-        correct: dict[str, list[float]] = {}
-        for batch in _batches(
-            dataset, _eval_indices(dataset, part, settings.train.eval_limit), settings.train.eval_batch_size
-        ):
-            batch = _to(batch, device)
-            gt_joints = batch["joints3d_smpl"]
-            inputs = {"true keypoints": batch["keypoints2d"]}
-            if detector is not None:
-                inputs["detected keypoints"] = detector(batch["image"]).keypoints
-            main = "detected keypoints" if detector is not None else "true keypoints"
-            for name, keypoints in inputs.items():
-                out_gt = model(
-                    batch["image"],
-                    keypoints,
-                    batch["head_labels"],
-                    switching="predicted",
-                    zeroing="ground_truth",
-                )
-                predicted = out_gt.bpac.head_labels()
-                tag = "" if name == main else " (true keypoints)"
-                sums.setdefault("mpjpe_gt_labels" + tag, []).extend(
-                    pelvis_aligned_error_mm(out_gt.joints, gt_joints).tolist()
-                )
-                if name == main:
-                    out_pred = model(batch["image"], keypoints, batch["head_labels"], switching="predicted")
-                    sums.setdefault("mpjpe_predicted_labels", []).extend(
-                        pelvis_aligned_error_mm(out_pred.joints, gt_joints).tolist()
-                    )
-                    sums.setdefault("mve_gt_labels", []).extend(
-                        pelvis_aligned_error_mm(out_gt.vertices, _gt_vertices(body, batch)).tolist()
-                    )
-                heads_ok = (predicted == batch["head_labels"]).float()
-                classes = class_index_from_head_labels(predicted)
-                correct.setdefault("head_accuracy" + tag, []).extend(heads_ok.mean(-1).tolist())
-                correct.setdefault("class_accuracy" + tag, []).extend(
-                    (classes == batch["class_index"]).float().tolist()
-                )
-                correct.setdefault("amputee_binary_accuracy" + tag, []).extend(
-                    ((classes != NON_AMPUTEE) == (batch["class_index"] != NON_AMPUTEE)).float().tolist()
-                )
-            # Mean-pose predictors: the mean training skeleton as it is (orientation included),
-            # and the mean body pose posed with the true root rotation and shape.
-            mean_joints = means["joints"].to(device).expand_as(gt_joints)
-            sums.setdefault("mean_pose_mpjpe", []).extend(
-                pelvis_aligned_error_mm(mean_joints, gt_joints).tolist()
-            )
-            rotmats = means["pose_rotmats"].to(device).expand(gt_joints.shape[0], -1, -1, -1).clone()
-            rotmats[:, 0] = batch["rotmats"][:, 0]
-            rotmats = rotmats * (batch["rotmats"].abs().sum((-1, -2)) > 0)[..., None, None]
-            posed = body.forward_rotmats(rotmats, betas=batch["betas"]).joints[:, :24]
-            sums.setdefault("mean_body_pose_true_root_mpjpe", []).extend(
-                pelvis_aligned_error_mm(posed, gt_joints).tolist()
-            )
-        metrics[part] = {k: float(np.mean(v)) for k, v in sums.items()} | {
-            k: float(np.mean(v)) for k, v in correct.items()
-        }
-        metrics[part]["samples"] = len(sums["mean_pose_mpjpe"])
-    amputee, normal = metrics["amputee"], metrics["non_amputee"]
-    # Chance for the amputation class of an amputee: 1 in 12; always answering "none" scores 0.
-    metrics["checks"] = {
-        "mpjpe_ratio_to_mean_pose": amputee["mpjpe_gt_labels"] / amputee["mean_pose_mpjpe"],
-        "non_amputee_mpjpe_ratio_to_mean_pose": normal["mpjpe_gt_labels"] / normal["mean_pose_mpjpe"],
-        "bpac_amputee_class_accuracy_over_chance": amputee["class_accuracy"] * 12,
-        "bpac_amputee_class_accuracy_over_chance (true keypoints)": amputee.get(
-            "class_accuracy (true keypoints)", amputee["class_accuracy"]
-        )
-        * 12,
-    }
-    metrics["checks"]["learned"] = bool(
-        metrics["checks"]["mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
-        and metrics["checks"]["non_amputee_mpjpe_ratio_to_mean_pose"] < settings.max_mpjpe_ratio_to_mean_pose
-        and metrics["checks"]["bpac_amputee_class_accuracy_over_chance"]
-        > settings.min_bpac_accuracy_over_chance
-    )
-    if not metrics["checks"]["learned"]:
-        log.warning("the model did not clearly learn: %s", metrics["checks"])
-    return metrics
-
-
-def _gt_vertices(body: BodyModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return body.forward_rotmats(batch["rotmats"], betas=batch["betas"]).vertices

@@ -8,7 +8,7 @@ L = w_orient * L_orient + w_pose * L_pose + w_betas * L_betas + w_3d * L_3D + w_
 * L_3D: L1 of the 24 SMPL joints, pelvis-relative, metres.
 * L_2D: L1 of the COCO-17 keypoints in normalised crop coordinates, on joints whose position is
   known (visible or occluded); absent and outside joints are masked.
-* L_cls: BPAC-Net cross-entropy, averaged over the four heads.
+* L_cls: BPAC-Net cross-entropy, averaged over the four heads (0 for a model without BPAC-Net).
 * TALS (threshold-adaptive loss scaling, optional): a joint whose error is under its threshold
   counts ``tals_factor`` times, so the loss spends itself on the joints that are still wrong.
 """
@@ -68,8 +68,12 @@ def ajahr_loss(
     keypoints2d = (_tals(error2d, weights.tals_threshold_2d, weights) * known).sum() / known.sum().clamp_min(
         1
     )
-    bpac = F.cross_entropy(
-        output.bpac.logits.float().reshape(-1, NUM_HEAD_CLASSES), batch["head_labels"].reshape(-1)
+    bpac = (
+        F.cross_entropy(
+            output.bpac.logits.float().reshape(-1, NUM_HEAD_CLASSES), batch["head_labels"].reshape(-1)
+        )
+        if output.bpac is not None
+        else keypoints3d.new_zeros(())  # a baseline without BPAC-Net
     )
     terms = {
         "global_orient": orient,

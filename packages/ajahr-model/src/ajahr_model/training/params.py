@@ -122,6 +122,10 @@ class ModelSettings(_Section):
     decoder_head_dim: int = Field(64, ge=1)
     decoder_mlp_dim: int = Field(1024, ge=8)
     second_cross_attention: bool = True
+    # tokens: token classifier + frozen tokenizers; direct: 21 x 6D regressed (the HMR2-style baseline).
+    pose_head: Literal["tokens", "direct"] = "tokens"
+    # False: no BPAC-Net, so no h_token and no amputation verdict (the baselines).
+    use_bpac: bool = True
     mixer_dim: int = Field(256, ge=4)
     mixer_depth: int = Field(2, ge=1)
     bpac_input_size: int = Field(256, ge=32)
@@ -165,6 +169,9 @@ class AJAHRSettings(_Section):
     optim: OptimSettings = OptimSettings()
     train: RunSettings = RunSettings()
     finetune: FinetuneSettings = FinetuneSettings()
+    # The frozen tokenizers the token head decodes with (none for the direct head). With both,
+    # the amputee one decodes bodies called amputee; with one, it decodes every body.
+    tokenizers: tuple[Literal["non_amputee", "amputee"], ...] = ("non_amputee", "amputee")
     # Which label picks the tokenizer and the zeroed joints in training: the ground truth (default;
     # BPAC-Net is still trained by its loss) or BPAC-Net's prediction.
     train_switching: Literal["ground_truth", "predicted"] = "ground_truth"
@@ -176,6 +183,20 @@ class AJAHRSettings(_Section):
     # this multiple of chance (1/12).
     max_mpjpe_ratio_to_mean_pose: float = Field(0.9, gt=0.0)
     min_bpac_accuracy_over_chance: float = Field(1.5, gt=0.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AJAHRSettings:
+        if self.model.pose_head == "direct" and self.tokenizers:
+            raise ValueError(
+                "tokenizers: the direct pose head (model.pose_head) uses none; set tokenizers: []"
+            )
+        if self.model.pose_head == "tokens" and not self.tokenizers:
+            raise ValueError("tokenizers: the token pose head needs at least one tokenizer")
+        if len(set(self.tokenizers)) != len(self.tokenizers):
+            raise ValueError(f"tokenizers: {list(self.tokenizers)} names one twice")
+        if not self.model.use_bpac and self.train_switching == "predicted":
+            raise ValueError("train_switching: 'predicted' needs BPAC-Net (model.use_bpac)")
+        return self
 
 
 CPU_DETECTOR: dict[str, Any] = {
@@ -212,13 +233,13 @@ CPU_AJAHR: dict[str, Any] = {
     "optim": {"lr": 5e-4, "schedule": "cosine", "warmup_steps": 30},
     "train": {
         "batch_size": 16,
-        "steps": 320,
+        "steps": 200,
         "accelerator": "cpu",
         "num_workers": 1,
         "checkpoint_every": 100,
         "log_every": 10,
         "eval_batch_size": 50,
-        "eval_limit": 200,
+        "eval_limit": 100,
     },
 }
 GPU_AJAHR: dict[str, Any] = {
@@ -252,6 +273,22 @@ PAPER_AJAHR: dict[str, Any] = {
         "num_workers": 12,
     },
 }
+
+
+# The models of the evaluation (brief §5): variants of one training code, each a partial override
+# merged over the profile's settings. Baselines have no BPAC-Net; ablations change one part.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ajahr": {},
+    # HMR2-style: direct 6D regression of the body pose; no tokenizer, no classifier.
+    "hmr2": {"model": {"pose_head": "direct", "use_bpac": False}, "tokenizers": []},
+    # TokenHMR-style: one (non-amputee) tokenizer, no classifier.
+    "tokenhmr": {"model": {"use_bpac": False}, "tokenizers": ["non_amputee"]},
+    # Ablations of AJAHR: the amputee tokenizer alone; no second cross-attention to h_token.
+    "single_amputee_tokenizer": {"tokenizers": ["amputee"]},
+    "no_second_cross_attention": {"model": {"second_cross_attention": False}},
+}
+# The variants `dvc repro` trains (stage train_model's foreach); the ablations fit the GPU profiles.
+TRAINED_VARIANTS: list[str] = ["ajahr", "hmr2", "tokenhmr"]
 
 
 class _ProfiledSection(_Section):
@@ -306,7 +343,8 @@ class KeypointsSection(_ProfiledSection):
 
 
 class AJAHRSection(_ProfiledSection):
-    """Section ``ajahr``: BPAC-Net and the mesh regressor, trained jointly."""
+    """Section ``ajahr``: BPAC-Net and the mesh regressor, trained jointly; and the baselines and
+    ablations, as ``variants`` merged over the profile (``settings(variant=...)``)."""
 
     _settings_type: ClassVar[Any] = AJAHRSettings
     shared: dict[str, Any] = Field(default_factory=lambda: AJAHRSettings().model_dump(mode="json"))
@@ -317,3 +355,33 @@ class AJAHRSection(_ProfiledSection):
             "paper": copy.deepcopy(PAPER_AJAHR),
         }
     )
+    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: copy.deepcopy(VARIANTS))
+    trained_variants: list[str] = Field(default_factory=lambda: list(TRAINED_VARIANTS))
+
+    @model_validator(mode="after")
+    def _variants_valid(self) -> AJAHRSection:
+        if "ajahr" not in self.variants:
+            raise ValueError("variants: the 'ajahr' entry is missing")
+        unknown = [v for v in self.trained_variants if v not in self.variants]
+        if unknown:
+            raise ValueError(
+                f"trained_variants: {unknown} are not under variants (have {sorted(self.variants)})"
+            )
+        for name in self.variants:
+            for profile in self.profiles:
+                self.settings(profile, name)
+        return self
+
+    def settings(self, profile: str | None = None, variant: str = "ajahr") -> AJAHRSettings:
+        """The settings of ``variant`` under ``profile`` (the section's ``profile`` by default)."""
+        profile = profile or self.profile
+        if variant not in self.variants:
+            raise ValueError(
+                f"variant {variant!r} is not under ajahr.variants (have {sorted(self.variants)})"
+            )
+        override = merge(self.profiles[profile] or {}, self.variants[variant] or {})
+        try:
+            return AJAHRSettings.model_validate(merge(self.shared, override))
+        except ValidationError as err:
+            message = _profile_errors(profile, override, err)
+            raise ValueError(f"variant {variant!r}: {message}") from None
