@@ -31,7 +31,8 @@ def test_the_profiles_scale_from_two_cores_to_the_paper():
     assert (paper.model.image_height, paper.model.image_width) == (256, 192)
     assert (paper.train.batch_size, paper.train.steps, paper.train.devices) == (64, 150_000, 2)
     assert paper.optim.lr == 5e-6 and paper.finetune.mode == "partial"
-    assert cpu.loss == paper.loss  # the loss weights are shared
+    assert gpu.loss == paper.loss  # the GPU profiles share the published weights
+    assert (cpu.loss.global_orient, cpu.loss.bpac) == (0.01, 0.02)  # tuned for 320 steps on 2 cores
 
 
 def test_a_bad_value_names_the_profile_key_where_it_was_written(tmp_path):

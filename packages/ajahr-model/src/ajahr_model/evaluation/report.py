@@ -170,27 +170,43 @@ def summary(evaluations: list[Evaluation]) -> dict[str, Any]:
         part: evaluations[0].metrics["test"][part]["mean_pose"] for part in TEST_PARTS
     }
     by_name = {ev.variant: ev for ev in evaluations}
-    if "ajahr" in by_name:
-        ajahr = by_name["ajahr"].metrics["test"]
-        baselines = [v for v in ("hmr2", "tokenhmr") if v in by_name]
+    baselines = [v for v in ("hmr2", "tokenhmr") if v in by_name]
+    if "ajahr" in by_name and baselines:
         findings: dict[str, Any] = {}
+        beats, level = [], []
         for v in baselines:
-            other = by_name[v].metrics["test"]
-            findings[f"amputee_mpjpe_gain_over_{v}_mm"] = (
-                other["amputee"]["gt_labels"]["mpjpe"] - ajahr["amputee"]["gt_labels"]["mpjpe"]
-            )
-            findings[f"non_amputee_mpjpe_gain_over_{v}_mm"] = (
-                other["non_amputee"]["gt_labels"]["mpjpe"] - ajahr["non_amputee"]["gt_labels"]["mpjpe"]
-            )
-        if baselines:
-            findings["beats_baselines_on_amputee"] = all(
-                findings[f"amputee_mpjpe_gain_over_{v}_mm"] > 0 for v in baselines
-            )
-            # "Level": within 5% of the best baseline's non-amputee MPJPE, or better.
-            best = min(by_name[v].metrics["test"]["non_amputee"]["gt_labels"]["mpjpe"] for v in baselines)
-            findings["level_on_non_amputee"] = ajahr["non_amputee"]["gt_labels"]["mpjpe"] <= 1.05 * best
+            for part in ("amputee", "non_amputee"):
+                gain, half_width = paired_gain(by_name["ajahr"], by_name[v], part)
+                findings[f"{part}_mpjpe_gain_over_{v}_mm"] = gain
+                findings[f"{part}_mpjpe_gain_over_{v}_ci95_mm"] = half_width
+                if part == "amputee":
+                    beats.append(gain - half_width > 0)
+                else:
+                    level.append(gain + half_width >= 0)
+        # Beating: AJAHR's MPJPE lower than each baseline's beyond the 95% interval of the paired
+        # per-sample differences; level: not worse beyond it.
+        findings["beats_baselines_on_amputee"] = all(beats)
+        findings["level_on_non_amputee"] = all(level)
         out["findings"] = findings
     return out
+
+
+def paired_gain(ajahr: Evaluation, baseline: Evaluation, part: str) -> tuple[float, float]:
+    """Mean per-sample MPJPE gain (mm) of AJAHR over ``baseline`` on ``part`` (positive: AJAHR
+    better) and the half width of its 95% interval (1.96 standard errors of the paired
+    differences); the two models are matched sample by sample by key."""
+    rows: list[dict[str, float]] = []
+    for ev in (ajahr, baseline):
+        mask = ev.table["part"] == part
+        rows.append(
+            dict(zip(ev.table["key"][mask].tolist(), ev.table["gt_labels_mpjpe"][mask].tolist(), strict=True))
+        )
+    keys = sorted(set(rows[0]) & set(rows[1]))
+    if not keys:
+        raise ReportInputError(f"{ajahr.variant} and {baseline.variant} share no {part} test sample")
+    differences = np.array([rows[1][k] - rows[0][k] for k in keys])
+    half_width = 1.96 * differences.std(ddof=1) / np.sqrt(len(keys)) if len(keys) > 1 else float("inf")
+    return float(differences.mean()), float(half_width)
 
 
 def _markdown(frame: pd.DataFrame, digits: int = 1, index: bool = True) -> str:
@@ -404,6 +420,9 @@ def write_report(
         _markdown(per_class),
         "",
         "## Findings",
+        "",
+        "Gains are baseline MPJPE minus AJAHR's (positive: AJAHR better), with the half width of the "
+        "95% interval of the paired per-sample differences.",
         "",
         *[
             f"- {k}: {v:.1f}" if isinstance(v, float) else f"- {k}: {v}"

@@ -53,6 +53,11 @@ class RegressorConfig:
     pose_head: Literal["tokens", "direct"] = "tokens"
     # False: no BPAC-Net (the baselines): no h_token, no classifier, every body called non-amputee.
     use_bpac: bool = True
+    # Ours, not the paper's: a second context token for the second cross-attention, an MLP over
+    # the coordinates and presence of the 17 keypoints BPAC-Net is given. BPAC-Net reads the same
+    # keypoints from heatmaps, which a ResNet trained from scratch learns to localise only after
+    # many steps; the cpu profile turns it on so that a few hundred steps see the body's layout.
+    keypoint_token: bool = False
     mixer_dim: int = 256
     mixer_depth: int = 2
     bpac_input_size: int = 256
@@ -169,6 +174,13 @@ class AJAHROutput:
         )
 
 
+def keypoint_features(keypoints: torch.Tensor) -> torch.Tensor:
+    """(B, 51): COCO-17 keypoints (crop pixels) centred and scaled to [-0.5, 0.5], and a presence
+    flag per joint (a keypoint at (0, 0) is absent or zeroed for low confidence)."""
+    present = (keypoints.abs().sum(-1, keepdim=True) > 0).to(keypoints.dtype)
+    return torch.cat([(keypoints / CROP_SIZE - 0.5) * present, present], dim=-1).flatten(1).float()
+
+
 def camera_translation(camera: torch.Tensor) -> torch.Tensor:
     """HMR2 weak-perspective camera (s, tx, ty) -> translation (B, 3) for focal 5000 at 256 px."""
     s, tx, ty = camera.unbind(-1)
@@ -231,6 +243,11 @@ class AJAHR(nn.Module):
         width = self.backbone.num_features
         self.bpac = (
             BPACNet(width, config.bpac_input_size, config.bpac_heatmap_sigma) if config.use_bpac else None
+        )
+        self.keypoint_encoder = (
+            nn.Sequential(nn.Linear(17 * 3, 256), nn.GELU(), nn.Linear(256, width))
+            if config.keypoint_token and config.use_bpac and config.second_cross_attention
+            else None
         )
         self.query = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
         self.layers = nn.ModuleList(
@@ -327,6 +344,10 @@ class AJAHR(nn.Module):
         bpac = self.bpac(image, keypoints) if self.bpac is not None else None
         image_tokens = self.image_tokens(image)
         h_token = bpac.h_token[:, None, :].to(image_tokens.dtype) if bpac is not None else image_tokens[:, :0]
+        if self.keypoint_encoder is not None:
+            h_token = torch.cat(
+                [h_token, self.keypoint_encoder(keypoint_features(keypoints))[:, None]], dim=1
+            )
         x = self.query.expand(image.shape[0], -1, -1).to(image_tokens.dtype)
         for layer in self.layers:
             x = layer(x, image_tokens, h_token)

@@ -126,6 +126,8 @@ class ModelSettings(_Section):
     pose_head: Literal["tokens", "direct"] = "tokens"
     # False: no BPAC-Net, so no h_token and no amputation verdict (the baselines).
     use_bpac: bool = True
+    # Ours: a keypoint-coordinate token beside h_token (see RegressorConfig); on in the cpu profile.
+    keypoint_token: bool = False
     mixer_dim: int = Field(256, ge=4)
     mixer_depth: int = Field(2, ge=1)
     bpac_input_size: int = Field(256, ge=32)
@@ -230,10 +232,13 @@ CPU_AJAHR: dict[str, Any] = {
         "bpac_input_size": 64,
         "bpac_heatmap_sigma": 1.0,
     },
-    "optim": {"lr": 5e-4, "schedule": "cosine", "warmup_steps": 30},
+    # Tried for 320 steps from scratch on 2 cores: BPAC-Net's amputation class (true keypoints)
+    # reached 9.2x chance with these; see packages/ajahr-model/README.md.
+    "loss": {"global_orient": 0.01, "bpac": 0.02},
+    "optim": {"lr": 1e-3, "schedule": "cosine", "warmup_steps": 30},
     "train": {
         "batch_size": 16,
-        "steps": 200,
+        "steps": 320,
         "accelerator": "cpu",
         "num_workers": 1,
         "checkpoint_every": 100,
