@@ -36,7 +36,8 @@ SEVERAL_LIMBS = NUM_CLASSES
 CHANCE_AMPUTEE_CLASS = 1.0 / (NUM_CLASSES - 1)
 
 
-def _batches(dataset: A3DDataset, indices: list[int], batch_size: int) -> Iterator[dict[str, Any]]:
+def batches(dataset: A3DDataset, indices: list[int], batch_size: int) -> Iterator[dict[str, Any]]:
+    """Collated batches of ``indices`` in order (no augmentation)."""
     for start in range(0, len(indices), batch_size):
         yield collate([dataset[i] for i in indices[start : start + batch_size]])
 
@@ -88,7 +89,7 @@ def evaluate_model(
     total = sum(len(part_indices(dataset, p, limit)) for p in TEST_PARTS)
     bar = tqdm(total=total, desc="evaluation", unit="img", disable=not progress, leave=False)
     for part in TEST_PARTS:
-        for batch in _batches(dataset, part_indices(dataset, part, limit), batch_size):
+        for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             n = len(batch["keys"])
             true_labels = batch["head_labels"]

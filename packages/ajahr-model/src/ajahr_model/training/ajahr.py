@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from torch import nn
 
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
-from ajahr_model.data.a3d import A3DDataset, collate, index_samples
-from ajahr_model.evaluation.evaluate import TEST_PARTS, evaluate_model
+from ajahr_model.data.a3d import A3DDataset, index_samples
+from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices
 from ajahr_model.networks.bpac import load_imagenet_weights
 from ajahr_model.networks.keypoints import (
     Detections,
@@ -75,16 +74,6 @@ def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _batches(dataset: A3DDataset, indices: list[int], batch_size: int) -> Iterator[dict[str, Any]]:
-    for start in range(0, len(indices), batch_size):
-        yield collate([dataset[i] for i in indices[start : start + batch_size]])
-
-
-def _eval_indices(dataset: A3DDataset, part: str, limit: int | None) -> list[int]:
-    indices = [i for i, ref in enumerate(dataset.refs) if ref.part == part]
-    return indices[:limit] if limit else indices
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -205,7 +194,7 @@ def evaluate_detector(
     for part in TEST_PARTS:
         confusion = torch.zeros(3, 3, dtype=torch.long)
         hits = total = 0
-        for batch in _batches(dataset, _eval_indices(dataset, part, limit), batch_size):
+        for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
             batch = _to(batch, device)
             det: Detections = model(batch["image"])
             target = joint_state_targets(batch["keypoint_state"]).cpu()
