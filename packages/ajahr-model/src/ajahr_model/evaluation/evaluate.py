@@ -42,6 +42,11 @@ def batches(dataset: A3DDataset, indices: list[int], batch_size: int) -> Iterato
         yield collate([dataset[i] for i in indices[start : start + batch_size]])
 
 
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The batch with its tensors on ``device`` (keys and lists stay)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def part_indices(dataset: A3DDataset, part: str, limit: int | None) -> list[int]:
     indices = [i for i, ref in enumerate(dataset.refs) if ref.part == part]
     return indices[:limit] if limit else indices
@@ -90,7 +95,7 @@ def evaluate_model(
     bar = tqdm(total=total, desc="evaluation", unit="img", disable=not progress, leave=False)
     for part in TEST_PARTS:
         for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = to_device(batch, device)
             n = len(batch["keys"])
             true_labels = batch["head_labels"]
             keypoints = detector(batch["image"]).keypoints if detector is not None else batch["keypoints2d"]

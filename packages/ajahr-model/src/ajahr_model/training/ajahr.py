@@ -20,7 +20,7 @@ from torch import nn
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
 from ajahr_model.data.a3d import A3DDataset, index_samples
-from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices
+from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices, to_device
 from ajahr_model.networks.bpac import load_imagenet_weights
 from ajahr_model.networks.keypoints import (
     Detections,
@@ -74,10 +74,6 @@ def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def noisy_keypoints(
@@ -195,7 +191,7 @@ def evaluate_detector(
         confusion = torch.zeros(3, 3, dtype=torch.long)
         hits = total = 0
         for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
-            batch = _to(batch, device)
+            batch = to_device(batch, device)
             det: Detections = model(batch["image"])
             target = joint_state_targets(batch["keypoint_state"]).cpu()
             confusion += torch.bincount((target * 3 + det.states().cpu()).view(-1), minlength=9).view(3, 3)
