@@ -58,7 +58,7 @@ def _key_exists(params: dict, dotted: str) -> bool:
 def test_every_stage_names_params_that_exist_and_a_command_that_is_installed():
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = _expanded_stages(pipeline)
-    assert {"train_tokenizer@non_amputee", "train_tokenizer@amputee"} <= set(stages)
+    assert {"train_tokenizers", "train_keypoints", "report"} <= set(stages)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in stages.items():
         for key in stage.get("params", []):
@@ -102,18 +102,19 @@ def test_make_help_lists_the_two_commands_of_the_readme():
     assert any("make run" in line for line in readme[:8]) and any("make test" in line for line in readme[:8])
 
 
-def test_the_tokenizer_stages_declare_what_the_command_writes_and_keep_the_checkpoint():
+def test_the_tokenizer_stage_declares_what_the_command_writes_and_keeps_the_checkpoints():
     from ajahr_model.tokenizer.params import TOKENIZER_NAMES
     from ajahr_model.tokenizer.train import CHECKPOINT_NAME, FIGURE_NAME, METRICS_NAME
 
-    stages = _expanded_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
-    for name in TOKENIZER_NAMES:
-        stage = stages[f"train_tokenizer@{name}"]
-        words = stage["cmd"].split()
-        folder = Path(words[words.index("--output-dir") + 1]) / name
-        outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in stage["outs"]}
-        assert set(outs) == {str(folder / CHECKPOINT_NAME), str(folder / FIGURE_NAME)}
+    stage = _expanded_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))["train_tokenizers"]
+    words = stage["cmd"].split()
+    assert words[:2] == ["ajahr", "train-tokenizers"]
+    outs = {next(iter(o)) if isinstance(o, dict) else o: o for o in stage["outs"]}
+    parent = Path(words[words.index("--output-dir") + 1])
+    folders = [parent / name for name in TOKENIZER_NAMES]
+    assert set(outs) == {str(f / n) for f in folders for n in (CHECKPOINT_NAME, FIGURE_NAME)}
+    for folder in folders:
         # persist: a run stopped at a time limit resumes from it instead of DVC deleting it.
         assert outs[str(folder / CHECKPOINT_NAME)][str(folder / CHECKPOINT_NAME)]["persist"] is True
-        assert _paths(stage["metrics"]) == [str(folder / METRICS_NAME)]
-        assert f"tokenizer.{name}" in stage["params"] and "tokenizer.profiles" in stage["params"]
+    assert _paths(stage["metrics"]) == [str(f / METRICS_NAME) for f in folders]
+    assert "tokenizer" in stage["params"] and "body_model" in stage["params"]

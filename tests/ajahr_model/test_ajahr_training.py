@@ -123,3 +123,22 @@ def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tm
     assert set(metrics["amputee"]["state_confusion"]) == {"present", "occluded", "absent"}
     assert 0.0 <= metrics["occlusion"]["state_accuracy"] <= 1.0
     assert (tmp_path / "loss_curve.png").exists()
+
+
+def test_bpac_net_can_train_on_the_detectors_keypoints_and_a_new_detector_restarts_the_run(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    first, second = tmp_path / "detector1", tmp_path / "detector2"
+    train_detector(tiny_keypoints(steps=2).settings(), a3d_tiny, first, progress=False)
+    train_detector(tiny_keypoints(steps=3).settings(), a3d_tiny, second, progress=False)
+    settings = tiny_ajahr(train={"steps": 2}, bpac_keypoints="detector").settings()
+    with pytest.raises(ValueError, match="bpac_keypoints is 'detector'"):
+        train_ajahr(settings, a3d_tiny, tiny_tokenizers, None, body_model, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    result = train_ajahr(
+        settings, a3d_tiny, tiny_tokenizers, first / "checkpoint.pt", body_model, run, progress=False
+    )
+    assert result.complete and (run / "metrics.json").exists()
+    # The detector is part of what BPAC-Net learned from: another one sets the run aside.
+    train_ajahr(settings, a3d_tiny, tiny_tokenizers, second / "checkpoint.pt", body_model, run, progress=False)
+    assert len(list(run.glob("checkpoint.settings-*.pt"))) == 1

@@ -40,6 +40,21 @@ def test_train_tokenizer_in_two_invocations_writes_the_three_outputs(tmp_path):
         assert image.format == "PNG" and image.width > 600
 
 
+def test_train_tokenizers_trains_both_side_by_side_and_fails_when_one_run_fails(tmp_path, capfd):
+    params = _params(tmp_path, tokenizer=tiny_section())
+    result = runner.invoke(app, ["train-tokenizers", "--jobs", "2", "--params", str(params), "--no-progress"])
+    assert result.exit_code == 0, result.output + capfd.readouterr().err
+    for name in ("non_amputee", "amputee"):
+        folder = tmp_path / "models" / "tokenizers" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "loss_curve.png", "metrics.json"]
+    # A bad section fails each run (status 2) and the command says which.
+    (tmp_path / "broken").mkdir()
+    broken = _params(tmp_path / "broken", tokenizer=tiny_section(batch_size=1))
+    result = runner.invoke(app, ["train-tokenizers", "--params", str(broken), "--no-progress"])
+    assert result.exit_code == 2
+    assert "tokenizer run(s) failed: non_amputee, amputee" in result.output + capfd.readouterr().err
+
+
 def test_an_unknown_tokenizer_or_a_bad_param_stops_before_any_work(tmp_path):
     params = _params(tmp_path, tokenizer=tiny_section(batch_size=1))
     result = runner.invoke(app, ["train-tokenizer", "amputee", "--params", str(params)])

@@ -61,6 +61,9 @@ def train_tokenizer(
         help="Parent folder of the tokenizer folders, relative to the params file's folder.",
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
+    ),
 ) -> None:
     """Train pose tokenizer NAME (section ``tokenizer``), resuming from its checkpoint if there is one.
 
@@ -72,6 +75,10 @@ def train_tokenizer(
 
     if name not in TOKENIZER_NAMES:
         _fail(ValueError(f"unknown tokenizer {name!r}; expected one of {', '.join(TOKENIZER_NAMES)}"))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         body = load_section(params_file, "body_model", BodyModelParams)
         section = load_section(params_file, "tokenizer", TokenizerSection)
@@ -115,6 +122,67 @@ def train_tokenizer(
         f"{held_out['amputee']['mpjpe_mm']:.2f} mm amputee; trained {outcome.results['train_seconds']:.0f} s"
     )
     typer.echo(f"wrote {outcome.checkpoint}, {outcome.metrics}, {outcome.figure}")
+
+
+@app.command("train-tokenizers")
+def train_tokenizers(
+    params_file: Path = PARAMS_OPTION,
+    jobs: int = typer.Option(
+        2, "--jobs", min=1, help="Tokenizers trained at once, each in its own process."
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", min=0.0, envvar="AJAHR_MAX_TRAIN_MINUTES", help="Passed to each run."
+    ),
+    output_dir: Path = typer.Option(
+        Path("models/tokenizers"),
+        "--output-dir",
+        help="Parent folder of the tokenizer folders, relative to the params file's folder.",
+    ),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train both pose tokenizers (stage ``train_tokenizers``), ``--jobs`` at a time.
+
+    Each tokenizer is an ``ajahr train-tokenizer NAME`` process with the CPU cores split between
+    the processes: the tokenizers are small, and on 2 cores two one-thread runs side by side do
+    more steps per second than one two-thread run after the other. Each run resumes and is
+    checked on its own, as with ``train-tokenizer``. Exit status: 2 if a run failed, 3 if one
+    stopped at a limit (rerun to resume), else 0.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from ajahr_model.tokenizer.params import TOKENIZER_NAMES
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = min(jobs, len(TOKENIZER_NAMES))
+    threads = max(1, cores // jobs)
+    commands = {
+        name: [
+            sys.executable, "-m", "ajahr_model.cli", "train-tokenizer", name,
+            "--params", str(params_file), "--output-dir", str(output_dir), "--threads", str(threads),
+            *(["--max-minutes", str(max_minutes)] if max_minutes is not None else []),
+            "--progress" if progress else "--no-progress",
+        ]
+        for name in TOKENIZER_NAMES
+    }  # fmt: skip
+    codes: dict[str, int] = {}
+    pending = list(TOKENIZER_NAMES)
+    running: dict[str, subprocess.Popen] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            typer.echo(f"tokenizer {name}: starting ({threads} thread(s))")
+            running[name] = subprocess.Popen(commands[name])
+        name, process = next(iter(running.items()))
+        codes[name] = process.wait()
+        del running[name]
+    failed = [name for name, code in codes.items() if code not in (0, EXIT_INCOMPLETE)]
+    if failed:
+        typer.echo(f"error: tokenizer run(s) failed: {', '.join(failed)}", err=True)
+        raise typer.Exit(code=2)
+    if any(code == EXIT_INCOMPLETE for code in codes.values()):
+        raise typer.Exit(code=EXIT_INCOMPLETE)
 
 
 LIMIT_OPTIONS_HELP = (

@@ -397,8 +397,11 @@ class PoseVQVAE(nn.Module):
         """Encode, quantize and decode a pose batch (B, J, 6)."""
         self._check_pose(pose6d)
         latent = self.encoder(pose6d.transpose(1, 2))
-        quantized = self.quantizer(latent, generator)
-        decoded = self.decoder(quantized.quantized).transpose(1, 2)
+        # Under autocast the encoder and decoder may run in bf16; the nearest-code search and the
+        # EMA codebook update stay fp32 (bf16 would round codes together and break the EMA sums).
+        with torch.autocast(latent.device.type, enabled=False):
+            quantized = self.quantizer(latent.float(), generator)
+        decoded = self.decoder(quantized.quantized).transpose(1, 2).float()
         return VQVAEOutput(
             pose6d=decoded,
             indices=quantized.indices,

@@ -293,12 +293,24 @@ def train_ajahr(
         model.backbone = torch.compile(model.backbone)
     weights = settings.loss.weights()
     noise = settings.augmentation.keypoint_noise if settings.augmentation.enabled else 0.0
+    train_detector = None
+    if settings.bpac_keypoints == "detector" and model.bpac is not None:
+        if detector_path is None:
+            raise ValueError("bpac_keypoints is 'detector': give the trained detector (--detector)")
+        train_detector = load_detector(detector_path, fabric.device)
+        for parameter in train_detector.parameters():
+            parameter.requires_grad_(False)
 
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
-        keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
+        if train_detector is not None:
+            # The frozen detector on the augmented crop: BPAC-Net trains on what it sees at test.
+            with torch.no_grad(), fabric.autocast():
+                keypoints = train_detector(batch["image"]).keypoints.float()
+        else:
+            generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
+            keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
         output = wrapped(batch["image"], keypoints, batch["head_labels"], switching=settings.train_switching)
         return ajahr_loss(output, batch, weights)
 
@@ -315,7 +327,12 @@ def train_ajahr(
         optim=settings.optim,
         checkpoint=checkpoint,
         settings_fp=_weights_fp(
-            settings, AJAHR_CODE, tokenizers=tokenizer_fp, bpac_weights=str(bpac_weights)
+            settings,
+            AJAHR_CODE,
+            tokenizers=tokenizer_fp,
+            bpac_weights=str(bpac_weights),
+            # A retrained detector changes what BPAC-Net trains on: the run starts over.
+            detector=read_training_fp(detector_path) if train_detector is not None else None,
         ),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,

@@ -70,8 +70,9 @@ def make_fabric(run: RunSettings) -> Fabric:
         raise RuntimeError(
             "train.accelerator is 'cuda' but no CUDA device is available (use the cpu profile)"
         )
-    if accelerator == "cpu" and run.precision != "32-true":
-        raise RuntimeError(f"train.precision {run.precision!r} needs a GPU; the cpu profile uses '32-true'")
+    # bf16 autocast works on any CPU, and is fast where it has AVX512-BF16 / AMX; fp16 needs a GPU.
+    if accelerator == "cpu" and run.precision == "16-mixed":
+        raise RuntimeError("train.precision '16-mixed' needs a GPU; on CPU use '32-true' or 'bf16-mixed'")
     strategy = "ddp" if run.devices > 1 else "auto"
     return Fabric(accelerator=accelerator, devices=run.devices, strategy=strategy, precision=run.precision)
 

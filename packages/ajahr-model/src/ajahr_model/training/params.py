@@ -126,7 +126,7 @@ class ModelSettings(_Section):
     pose_head: Literal["tokens", "direct"] = "tokens"
     # False: no BPAC-Net, so no h_token and no amputation verdict (the baselines).
     use_bpac: bool = True
-    # Ours: a keypoint-coordinate token beside h_token (see RegressorConfig); on in the cpu profile.
+    # Ours: a keypoint-coordinate token beside h_token (see RegressorConfig); off in every profile.
     keypoint_token: bool = False
     mixer_dim: int = Field(256, ge=4)
     mixer_depth: int = Field(2, ge=1)
@@ -177,6 +177,11 @@ class AJAHRSettings(_Section):
     # Which label picks the tokenizer and the zeroed joints in training: the ground truth (default;
     # BPAC-Net is still trained by its loss) or BPAC-Net's prediction.
     train_switching: Literal["ground_truth", "predicted"] = "ground_truth"
+    # The 2D keypoints BPAC-Net sees in training: the ground truth with a little noise (the paper's
+    # setting, for a detector as good as ViTPose), or those of our trained detector, the ones it
+    # gets at test time. With the ground truth an absent keypoint is exactly an amputated joint,
+    # a shortcut that does not survive a detector's misses and false absents.
+    bpac_keypoints: Literal["ground_truth", "detector"] = "ground_truth"
     # A user's ImageNet ResNet-34 weights for BPAC-Net (path relative to params.yaml); none here.
     bpac_imagenet_weights: str | None = None
     # The stage's "it learned" check, reported under ``checks`` in metrics.json (a warning, not a
@@ -206,10 +211,11 @@ CPU_DETECTOR: dict[str, Any] = {
     "optim": {"lr": 2e-3, "warmup_steps": 20},
     "train": {
         "batch_size": 32,
-        "steps": 150,
+        "steps": 600,
         "accelerator": "cpu",
+        "precision": "bf16-mixed",
         "num_workers": 1,
-        "checkpoint_every": 100,
+        "checkpoint_every": 200,
         "log_every": 20,
         "eval_limit": 200,
     },
@@ -240,6 +246,7 @@ CPU_AJAHR: dict[str, Any] = {
         "batch_size": 16,
         "steps": 320,
         "accelerator": "cpu",
+        "precision": "bf16-mixed",
         "num_workers": 1,
         "checkpoint_every": 100,
         "log_every": 10,
