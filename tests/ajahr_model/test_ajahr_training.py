@@ -140,5 +140,7 @@ def test_bpac_net_can_train_on_the_detectors_keypoints_and_a_new_detector_restar
     )
     assert result.complete and (run / "metrics.json").exists()
     # The detector is part of what BPAC-Net learned from: another one sets the run aside.
-    train_ajahr(settings, a3d_tiny, tiny_tokenizers, second / "checkpoint.pt", body_model, run, progress=False)
+    train_ajahr(
+        settings, a3d_tiny, tiny_tokenizers, second / "checkpoint.pt", body_model, run, progress=False
+    )
     assert len(list(run.glob("checkpoint.settings-*.pt"))) == 1

@@ -127,9 +127,7 @@ def train_tokenizer(
 @app.command("train-tokenizers")
 def train_tokenizers(
     params_file: Path = PARAMS_OPTION,
-    jobs: int = typer.Option(
-        2, "--jobs", min=1, help="Tokenizers trained at once, each in its own process."
-    ),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Tokenizers trained at once, each in its own process."),
     max_minutes: float | None = typer.Option(
         None, "--max-minutes", min=0.0, envvar="AJAHR_MAX_TRAIN_MINUTES", help="Passed to each run."
     ),

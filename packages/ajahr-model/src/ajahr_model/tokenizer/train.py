@@ -241,7 +241,9 @@ class TokenizerTraining:
         inputs = add_part_noise(poses.pose6d, amplitude, settings.noise.fraction, self.generator)
         target = poses.pose6d.to(self.device)
         self.model.train()
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=settings.train.precision == "bf16-mixed"):
+        with torch.autocast(
+            self.device.type, torch.bfloat16, enabled=settings.train.precision == "bf16-mixed"
+        ):
             out = self.model(inputs.to(self.device), self.generator)
         loss, terms = tokenizer_loss(
             out.pose6d, target, out.commit_loss, self.skinning, settings.loss.weights(), self.config.zero_norm

@@ -211,11 +211,11 @@ CPU_DETECTOR: dict[str, Any] = {
     "optim": {"lr": 2e-3, "warmup_steps": 20},
     "train": {
         "batch_size": 32,
-        "steps": 600,
+        "steps": 200,
         "accelerator": "cpu",
         "precision": "bf16-mixed",
         "num_workers": 1,
-        "checkpoint_every": 200,
+        "checkpoint_every": 100,
         "log_every": 20,
         "eval_limit": 200,
     },
