@@ -297,9 +297,7 @@ def train_ajahr(
     if settings.bpac_keypoints == "detector" and model.bpac is not None:
         if detector_path is None:
             raise ValueError("bpac_keypoints is 'detector': give the trained detector (--detector)")
-        train_detector = load_detector(detector_path, fabric.device)
-        for parameter in train_detector.parameters():
-            parameter.requires_grad_(False)
+        train_detector = load_detector(detector_path, fabric.device)  # eval mode, frozen
 
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
@@ -425,7 +423,7 @@ def learned(metrics: dict[str, Any], settings: AJAHRSettings) -> bool:
 
 
 def read_training_fp(path: Path) -> str:
-    """A tokenizer checkpoint's identity for AJAHR's resumption fingerprint (its settings and code
-    fingerprint and step: a retrained tokenizer means retraining AJAHR)."""
+    """A tokenizer's (or the detector's) checkpoint identity for AJAHR's resumption fingerprint:
+    its settings and code fingerprint and step, so that a retrained one means retraining AJAHR."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     return f"{state.get('fingerprint', '')}-{state.get('step', '')}"
