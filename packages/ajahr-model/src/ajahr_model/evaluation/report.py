@@ -367,7 +367,7 @@ def draw_overlays(
 # --- the report --------------------------------------------------------------------------------
 
 PICTURES = {
-    "per_class.png": "MPJPE per amputation class",
+    "per_class.png": "MPJPE per amputation class (chart)",
     "confusion.png": "BPAC-Net confusion matrices",
     "overlays.png": "Qualitative overlays",
 }

@@ -56,7 +56,8 @@ class RegressorConfig:
     # Ours, not the paper's: a second context token for the second cross-attention, an MLP over
     # the coordinates and presence of the 17 keypoints BPAC-Net is given. BPAC-Net reads the same
     # keypoints from heatmaps, which a ResNet trained from scratch learns to localise only after
-    # many steps; the cpu profile turns it on so that a few hundred steps see the body's layout.
+    # many steps. Off in every profile: with true keypoints it lets a few hundred steps learn the
+    # orientation, but at test time the detector's keypoints carry too little of it (README).
     keypoint_token: bool = False
     mixer_dim: int = 256
     mixer_depth: int = 2

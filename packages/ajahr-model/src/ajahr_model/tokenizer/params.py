@@ -195,7 +195,7 @@ CPU_PROFILE: dict[str, Any] = {
         "log_every": 25,
         "eval_every": 1000,
         "checkpoint_every": 500,
-        # bf16 autocast: 1.4x faster here, held-out 9.29 / 9.76 mm (fp32: 9.99 / 9.19 mm).
+        # bf16 autocast: 1.4x faster here, held-out 9.29 / 9.33 mm (fp32: 9.99 / 9.19 mm).
         "precision": "bf16-mixed",
     },
     "validation": {"normal": 500, "amputee": 500, "batch_size": 250},
