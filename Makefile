@@ -112,3 +112,7 @@ bench-tokenizer: $(STAMP) ## Benchmark tokenizer training steps (cpu and gpu pro
 .PHONY: bench-train
 bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbone, and the data loader alone
 	$(BIN)/python benchmarks/bench_train.py
+
+.PHONY: probe-orientation
+probe-orientation: $(STAMP) ## Which input lets a network learn the orientation: true / detected keypoints, the image (~4 min)
+	$(BIN)/python benchmarks/probe_orientation.py
