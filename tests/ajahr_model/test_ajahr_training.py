@@ -125,6 +125,27 @@ def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tm
     assert (tmp_path / "loss_curve.png").exists()
 
 
+def test_the_keypoint_query_trains_on_the_detectors_keypoints(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    detector = tmp_path / "detector"
+    train_detector(tiny_keypoints(steps=2).settings(), a3d_tiny, detector, progress=False)
+    settings = tiny_ajahr(train={"steps": 2}, model={"keypoint_query": True}).settings(variant="hmr2")
+    assert settings.query_keypoints == "detector"
+    with pytest.raises(ValueError, match="query_keypoints is 'detector'"):
+        train_ajahr(settings, a3d_tiny, tiny_tokenizers, None, body_model, tmp_path / "run", progress=False)
+    result = train_ajahr(
+        settings, a3d_tiny, tiny_tokenizers, detector / "checkpoint.pt", body_model, tmp_path / "run",
+        progress=False, variant="hmr2",
+    )  # fmt: skip
+    assert result.complete and (tmp_path / "run" / "metrics.json").exists()
+    # Without the query, no detector is needed in training.
+    plain = tiny_ajahr(train={"steps": 1}).settings(variant="hmr2")
+    assert train_ajahr(
+        plain, a3d_tiny, tiny_tokenizers, None, body_model, tmp_path / "plain", progress=False
+    ).complete
+
+
 def test_bpac_net_can_train_on_the_detectors_keypoints_and_a_new_detector_restarts_the_run(
     a3d_tiny, tiny_tokenizers, body_model, tmp_path
 ):

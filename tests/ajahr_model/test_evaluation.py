@@ -182,6 +182,31 @@ def test_the_keypoint_token_joins_h_token_and_carries_gradient(tiny_tokenizers, 
         )
 
 
+def test_the_keypoint_query_lifts_the_keypoints_it_is_given_for_every_variant(
+    tiny_tokenizers, body_model, batch
+):
+    section = tiny_ajahr(model={"keypoint_query": True})
+    for variant in ("ajahr", "hmr2", "tokenhmr"):  # the baselines read the same keypoints
+        model = build_ajahr(section.settings(variant=variant), tiny_tokenizers, body_model).eval()
+        assert model.keypoint_query is not None
+        torch.nn.init.normal_(model.readout.weight, std=0.01)  # zero at initialisation
+        image, keypoints, labels = batch["image"], batch["keypoints2d"], batch["head_labels"]
+        with torch.no_grad():
+            same = model(image, keypoints, labels, switching="ground_truth")
+            moved = model(image, keypoints, labels, switching="ground_truth", query_keypoints=keypoints + 40)
+            again = model(image, keypoints, labels, switching="ground_truth", query_keypoints=keypoints)
+        # Default: the query reads ``keypoints``; given others, the answer follows them.
+        assert torch.equal(same.joints, again.joints)
+        assert not torch.allclose(same.joints, moved.joints)
+        if model.bpac is not None:  # BPAC-Net still reads ``keypoints``
+            assert torch.equal(same.bpac.logits, moved.bpac.logits)
+        model.train()
+        out = model(image, keypoints, labels, switching="ground_truth")
+        out.joints.square().sum().backward()
+        assert model.keypoint_query[0].weight.grad.abs().sum() > 0
+    assert build_ajahr(tiny_ajahr().settings(), tiny_tokenizers, body_model).keypoint_query is None
+
+
 # --- evaluation files and the report -------------------------------------------------------------
 
 

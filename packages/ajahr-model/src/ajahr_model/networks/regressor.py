@@ -59,6 +59,11 @@ class RegressorConfig:
     # many steps. Off in every profile: with true keypoints it lets a few hundred steps learn the
     # orientation, but at test time the detector's keypoints carry too little of it (README).
     keypoint_token: bool = False
+    # Ours, not the paper's: the decoder's query starts from an MLP embedding of the 2D keypoints
+    # (coordinates and presence) instead of a learned constant, a lifting path from the first
+    # layer on, with or without BPAC-Net. Off in every profile: on the cpu profile it lifts true
+    # keypoints, but not our detector's, and the detector is what it reads at test (README).
+    keypoint_query: bool = False
     mixer_dim: int = 256
     mixer_depth: int = 2
     bpac_input_size: int = 256
@@ -251,6 +256,17 @@ class AJAHR(nn.Module):
             else None
         )
         self.query = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
+        self.keypoint_query = (
+            nn.Sequential(
+                nn.Linear(17 * 3, 256),
+                nn.GELU(),
+                nn.Linear(256, 256),
+                nn.GELU(),
+                nn.Linear(256, config.decoder_dim),
+            )
+            if config.keypoint_query
+            else None
+        )
         self.layers = nn.ModuleList(
             DecoderLayer(
                 config.decoder_dim,
@@ -334,13 +350,16 @@ class AJAHR(nn.Module):
         head_labels: torch.Tensor | None = None,
         switching: Switching = "predicted",
         zeroing: Switching | None = None,
+        query_keypoints: torch.Tensor | None = None,
     ) -> AJAHROutput:
         """Predict meshes for crops (B, 3, 256, 256) uint8 and COCO keypoints (B, 17, 2) crop px.
 
         ``switching='ground_truth'`` chooses the tokenizer from ``head_labels`` (B, 4) instead of
         BPAC-Net's verdict (training). ``zeroing`` chooses the label whose amputated joints are
         zeroed (default: the same as ``switching``; the paper's amputee protocol evaluates a
-        predicted switch with ground-truth zeroing).
+        predicted switch with ground-truth zeroing). ``query_keypoints`` (B, 17, 2): what the
+        keypoint query reads, if not ``keypoints`` (training may give BPAC-Net the true keypoints
+        and the query the detector's).
         """
         bpac = self.bpac(image, keypoints) if self.bpac is not None else None
         image_tokens = self.image_tokens(image)
@@ -349,7 +368,11 @@ class AJAHR(nn.Module):
             h_token = torch.cat(
                 [h_token, self.keypoint_encoder(keypoint_features(keypoints))[:, None]], dim=1
             )
-        x = self.query.expand(image.shape[0], -1, -1).to(image_tokens.dtype)
+        x = self.query.expand(image.shape[0], -1, -1)
+        if self.keypoint_query is not None:
+            read = keypoints if query_keypoints is None else query_keypoints
+            x = x + self.keypoint_query(keypoint_features(read))[:, None]
+        x = x.to(image_tokens.dtype)
         for layer in self.layers:
             x = layer(x, image_tokens, h_token)
         query = self.norm(x[:, 0])

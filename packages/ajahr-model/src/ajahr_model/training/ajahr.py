@@ -293,23 +293,34 @@ def train_ajahr(
         model.backbone = torch.compile(model.backbone)
     weights = settings.loss.weights()
     noise = settings.augmentation.keypoint_noise if settings.augmentation.enabled else 0.0
+    # Who reads the detector's keypoints in training: BPAC-Net (bpac_keypoints) and/or the
+    # keypoint query (query_keypoints); the others read the noisy ground truth.
+    bpac_reads_detector = settings.bpac_keypoints == "detector" and model.bpac is not None
+    query_reads_detector = settings.query_keypoints == "detector" and model.keypoint_query is not None
     train_detector = None
-    if settings.bpac_keypoints == "detector" and model.bpac is not None:
+    if bpac_reads_detector or query_reads_detector:
         if detector_path is None:
-            raise ValueError("bpac_keypoints is 'detector': give the trained detector (--detector)")
+            option = "bpac_keypoints" if bpac_reads_detector else "query_keypoints"
+            raise ValueError(f"{option} is 'detector': give the trained detector (--detector)")
         train_detector = load_detector(detector_path, fabric.device)  # eval mode, frozen
 
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
+        true_keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
+        detected = None
         if train_detector is not None:
-            # The frozen detector on the augmented crop: BPAC-Net trains on what it sees at test.
+            # The frozen detector on the augmented crop: what the network sees at test.
             with torch.no_grad(), fabric.autocast():
-                keypoints = train_detector(batch["image"]).keypoints.float()
-        else:
-            generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
-            keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
-        output = wrapped(batch["image"], keypoints, batch["head_labels"], switching=settings.train_switching)
+                detected = train_detector(batch["image"]).keypoints.float()
+        output = wrapped(
+            batch["image"],
+            detected if bpac_reads_detector else true_keypoints,
+            batch["head_labels"],
+            switching=settings.train_switching,
+            query_keypoints=detected if query_reads_detector else true_keypoints,
+        )
         return ajahr_loss(output, batch, weights)
 
     checkpoint = output_dir / "checkpoint.pt"
@@ -329,7 +340,7 @@ def train_ajahr(
             AJAHR_CODE,
             tokenizers=tokenizer_fp,
             bpac_weights=str(bpac_weights),
-            # A retrained detector changes what BPAC-Net trains on: the run starts over.
+            # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
             detector=read_training_fp(detector_path) if train_detector is not None else None,
         ),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},

@@ -128,6 +128,8 @@ class ModelSettings(_Section):
     use_bpac: bool = True
     # Ours: a keypoint-coordinate token beside h_token (see RegressorConfig); off in every profile.
     keypoint_token: bool = False
+    # Ours: the decoder's query starts from an embedding of the 2D keypoints (see RegressorConfig).
+    keypoint_query: bool = False
     mixer_dim: int = Field(256, ge=4)
     mixer_depth: int = Field(2, ge=1)
     bpac_input_size: int = Field(256, ge=32)
@@ -182,6 +184,10 @@ class AJAHRSettings(_Section):
     # gets at test time. With the ground truth an absent keypoint is exactly an amputated joint,
     # a shortcut that does not survive a detector's misses and false absents.
     bpac_keypoints: Literal["ground_truth", "detector"] = "ground_truth"
+    # The 2D keypoints the keypoint query (model.keypoint_query) reads in training: the trained
+    # detector's on the augmented crop (default: what it reads at test, misses and left/right
+    # swaps included), or the ground truth with the augmentation's keypoint noise.
+    query_keypoints: Literal["ground_truth", "detector"] = "detector"
     # A user's ImageNet ResNet-34 weights for BPAC-Net (path relative to params.yaml); none here.
     bpac_imagenet_weights: str | None = None
     # The stage's "it learned" check, reported under ``checks`` in metrics.json (a warning, not a
