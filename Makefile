@@ -114,5 +114,5 @@ bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbon
 	$(BIN)/python benchmarks/bench_train.py
 
 .PHONY: probe-orientation
-probe-orientation: $(STAMP) ## Which input lets a network learn the orientation: true / detected keypoints, the image (~4 min)
+probe-orientation: $(STAMP) ## Which input lets a network learn the orientation: true / detected keypoints, the image; lifters from keypoints (~8 min)
 	$(BIN)/python benchmarks/probe_orientation.py
