@@ -139,11 +139,15 @@ def test_the_keypoint_query_trains_on_the_detectors_keypoints(
         progress=False, variant="hmr2",
     )  # fmt: skip
     assert result.complete and (tmp_path / "run" / "metrics.json").exists()
-    # Without the query, no detector is needed in training.
+    # Without the query, or with the query on the true keypoints, training needs no detector.
     plain = tiny_ajahr(train={"steps": 1}).settings(variant="hmr2")
-    assert train_ajahr(
-        plain, a3d_tiny, tiny_tokenizers, None, body_model, tmp_path / "plain", progress=False
-    ).complete
+    on_truth = tiny_ajahr(
+        train={"steps": 1}, model={"keypoint_query": True}, query_keypoints="ground_truth"
+    ).settings(variant="hmr2")
+    for name, run in (("plain", plain), ("on_truth", on_truth)):
+        assert train_ajahr(
+            run, a3d_tiny, tiny_tokenizers, None, body_model, tmp_path / name, progress=False
+        ).complete
 
 
 def test_bpac_net_can_train_on_the_detectors_keypoints_and_a_new_detector_restarts_the_run(
