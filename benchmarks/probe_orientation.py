@@ -48,9 +48,12 @@ from tqdm import tqdm
 
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model import BodyModel, load_body_model
+from a3d_data.cli import resolve_model_path
+from a3d_data.params import BodyModelParams, load_section
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
 from ajahr_model.data.a3d import A3DDataset, index_samples
 from ajahr_model.evaluation.evaluate import part_indices
+from ajahr_model.evaluation.metrics import mpjpe_mm
 from ajahr_model.networks.bpac import normalise_image
 from ajahr_model.networks.keypoints import heatmap_argmax
 from ajahr_model.networks.regressor import keypoint_features
@@ -222,7 +225,8 @@ def train_lifter(
 
     Without ``body_model`` it answers the 72 joint coordinates (residuals over the mean skeleton);
     with it, the root (6D residual over the mean root) and 21 body rotations (6D residuals over
-    the rest pose), posed by the body model with mean shape and rest hands.
+    the rest pose), posed by ``body_model`` (the one params.yaml names, which the data was made
+    with) with mean shape and rest hands.
     """
     torch.manual_seed(seed)
     outputs = 72 if body_model is None else 6 + 21 * 6
@@ -270,7 +274,7 @@ def lifting_probe(
 ) -> dict[str, Any]:
     """MPJPE (mm) and its ratio to the floor of the two lifters, per budget and keypoint source."""
     truth, train_joints = centred(test["joints"]), centred(train["joints"])
-    floor = float((train_joints.mean(0) - truth).norm(dim=-1).mean() * 1000)
+    floor = float(mpjpe_mm(train_joints.mean(0).expand_as(truth), truth).mean())
     results: dict[str, Any] = {"floor_mm": floor}
     for steps, batch in budgets:
         for output, model in (("joints", None), ("body-model parameters", body_model)):
@@ -287,7 +291,7 @@ def lifting_probe(
                             for i in range(0, len(truth), 200)
                         ]
                     )
-                mpjpe = float((predicted - truth).norm(dim=-1).mean() * 1000)
+                mpjpe = float(mpjpe_mm(predicted, truth).mean())
                 results[name] = {"mpjpe_mm": mpjpe, "ratio_to_floor": mpjpe / floor}
     return results
 
@@ -303,6 +307,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument(
         "--lift-budgets", default="240x16,1500x64", help="STEPSxBATCH,... of the lifters ('' skips them)"
+    )
+    parser.add_argument(
+        "--params", type=Path, default=REPO_ROOT / "params.yaml", help="its body_model poses the lifter"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "reports/probes/orientation.json")
@@ -345,7 +352,9 @@ def main() -> None:
     }
     budgets = [tuple(int(v) for v in b.split("x")) for b in args.lift_budgets.split(",") if b]
     if budgets:
-        results["lifting"] = lifting_probe(train, test, budgets, args.seed, load_body_model(None))
+        body = load_section(args.params, "body_model", BodyModelParams)
+        body_model = load_body_model(resolve_model_path(body, args.params), num_betas=body.num_betas)
+        results["lifting"] = lifting_probe(train, test, budgets, args.seed, body_model)
     if args.image_steps > 0:
         results["image_to_yaw_bins"] = image_yaw_probe(train, test, args.image_steps, args.seed)
     args.output.parent.mkdir(parents=True, exist_ok=True)
