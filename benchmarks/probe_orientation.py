@@ -51,11 +51,12 @@ from a3d_data.body_model import BodyModel, load_body_model
 from a3d_data.cli import resolve_model_path
 from a3d_data.params import BodyModelParams, load_section
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
-from ajahr_model.data.a3d import A3DDataset, index_samples
+from ajahr_model.data.a3d import A3DDataset, collate, index_samples
+from ajahr_model.data.keypoint_prior import KeypointPrior, load_keypoint_prior
 from ajahr_model.evaluation.evaluate import part_indices
 from ajahr_model.evaluation.metrics import mpjpe_mm
 from ajahr_model.networks.bpac import normalise_image
-from ajahr_model.networks.keypoints import heatmap_argmax
+from ajahr_model.networks.keypoints import KeypointDetector, detect_batch
 from ajahr_model.networks.regressor import keypoint_features
 from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d, rotation_6d_to_matrix
 from ajahr_model.training.ajahr import load_detector
@@ -68,21 +69,28 @@ YAW_BINS = 8
 
 
 def load_split(
-    dataset_dir: Path, split: str, limit: int | None, image_size: int, detector: nn.Module, batch: int = 100
+    dataset_dir: Path,
+    split: str,
+    limit: int | None,
+    image_size: int,
+    detector: KeypointDetector,
+    prior: KeypointPrior | None = None,
+    batch: int = 100,
 ) -> dict[str, torch.Tensor]:
-    """The split's crops (resized to ``image_size``), labels and the detector's keypoints."""
-    dataset = A3DDataset(index_samples(dataset_dir, split, PARTS))
+    """The split's crops (resized to ``image_size``), labels and the detector's located keypoints
+    (its heatmap peaks; with a keypoint prior, the prior's positions)."""
+    dataset = A3DDataset(index_samples(dataset_dir, split, PARTS), prior=prior)
     indices = [i for part in PARTS for i in part_indices(dataset, part, limit)]
     columns: dict[str, list[torch.Tensor]] = {
         k: [] for k in ("image", "keypoints", "state", "root", "joints", "detected")
     }
     for start in tqdm(range(0, len(indices), batch), desc=f"loading {split}", unit="batch"):
         samples = [dataset[i] for i in indices[start : start + batch]]
-        samples = [s for s in samples if s["ok"]]
-        crops = torch.stack([s["image"] for s in samples])
+        batch_of = collate([s for s in samples if s["ok"]])
+        crops = batch_of["image"]
         with torch.no_grad():
-            heatmaps = detector(crops).heatmaps.float()
-        columns["detected"].append(heatmap_argmax(heatmaps) * (CROP_SIZE / heatmaps.shape[-1]))
+            columns["detected"].append(detect_batch(detector, batch_of).located.float())
+        samples = [s for s in samples if s["ok"]]
         small = F.interpolate(crops.float(), size=(image_size, image_size), mode="bilinear", antialias=True)
         columns["image"].append(small.round().clamp(0, 255).to(torch.uint8))
         columns["keypoints"].append(torch.stack([s["keypoints2d"] for s in samples]))
@@ -300,6 +308,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=REPO_ROOT / "data/a3d")
     parser.add_argument("--detector", type=Path, default=REPO_ROOT / "models/keypoints/checkpoint.pt")
+    prior_default = REPO_ROOT / "data/keypoint_prior"
+    parser.add_argument("--keypoint-prior", type=Path, default=prior_default, help="if the detector needs it")
     parser.add_argument("--train-limit", type=int, default=None, help="train samples per part (default: all)")
     parser.add_argument("--test-limit", type=int, default=150, help="test samples per part")
     parser.add_argument("--mlp-steps", type=int, default=2000)
@@ -316,8 +326,9 @@ def main() -> None:
     args = parser.parse_args()
 
     detector = load_detector(args.detector)
-    train = load_split(args.dataset, "train", args.train_limit, args.image_size, detector)
-    test = load_split(args.dataset, "test", args.test_limit, args.image_size, detector)
+    prior = load_keypoint_prior(args.keypoint_prior) if detector.config.prior_input else None
+    train = load_split(args.dataset, "train", args.train_limit, args.image_size, detector, prior)
+    test = load_split(args.dataset, "test", args.test_limit, args.image_size, detector, prior)
     noisy_true = train["keypoints"] + 0.01 * CROP_SIZE * torch.randn(
         train["keypoints"].shape, generator=torch.Generator().manual_seed(args.seed)
     )

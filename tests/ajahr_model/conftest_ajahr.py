@@ -72,3 +72,35 @@ def tiny_ajahr(**overrides: Any) -> AJAHRSection:
 def tiny_keypoints(**train: Any) -> KeypointsSection:
     profile = {"model": {"input_size": 32, "heatmap_sigma": 1.0}, "train": {**TINY_RUN, **train}}
     return KeypointsSection.model_validate({"profile": "cpu", "profiles": {"cpu": profile}})
+
+
+def make_truth_prior(dataset_dir: Path, folder: Path, noise_px: float = 3.0, seed: int = 0) -> Path:
+    """A keypoint-prior folder for every sample of ``dataset_dir``: the labelled keypoints with
+    Gaussian noise, absent ones where they would be (the prior knows nothing of amputation: it
+    puts them at the parent joint), nobody found in the first sample of each split."""
+    import numpy as np
+
+    from ajahr_model.data.a3d import A3DDataset, index_samples
+    from ajahr_model.data.keypoint_prior import PRIOR_FILE
+
+    rng = np.random.default_rng(seed)
+    keys, keypoints, found = [], [], []
+    for split in ("train", "val", "test"):
+        refs = index_samples(dataset_dir, split, ["amputee", "non_amputee", "occlusion"])
+        dataset = A3DDataset(refs)
+        for i, ref in enumerate(refs):
+            points = dataset.load(i)[1]["keypoints2d"] + rng.normal(0, noise_px, (17, 2))
+            keys.append(ref.key)
+            keypoints.append(np.clip(points, 1, 254) if i else np.zeros((17, 2)))
+            found.append(i > 0)
+    found_array = np.array(found)
+    confidence = np.where(found_array[:, None], 0.9, 0.0).repeat(17, axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / PRIOR_FILE,
+        keys=np.array(keys),
+        keypoints=np.array(keypoints, np.float32),
+        confidence=confidence.astype(np.float32),
+        found=found_array,
+    )
+    return folder

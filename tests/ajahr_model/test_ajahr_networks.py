@@ -130,9 +130,12 @@ def test_the_second_cross_attention_reads_h_token_and_can_be_switched_off(tiny_t
     layer = with_second.layers[0]
     x = torch.randn(2, 1, 32)
     tokens = torch.randn(2, 12, 192)
-    a = layer(x, tokens, torch.randn(2, 1, 192))
-    b = layer(x, tokens, torch.randn(2, 1, 192))
-    assert not torch.allclose(a, b)
+    h_tokens = torch.randn(2, 1, 192), torch.randn(2, 1, 192)
+    # Cross-attention branches start at zero (zero-initialised output projections) ...
+    torch.testing.assert_close(layer(x, tokens, h_tokens[0]), layer(x, tokens, h_tokens[1]))
+    # ... and read h_token once trained.
+    torch.nn.init.normal_(layer.bpac.cross_attn.to_out.weight)
+    assert not torch.allclose(layer(x, tokens, h_tokens[0]), layer(x, tokens, h_tokens[1]))
 
 
 def test_the_tokenizers_and_body_model_are_frozen_and_outside_the_trained_parameters(ajahr):

@@ -15,7 +15,7 @@ from ajahr_model.training.ajahr import build_ajahr, train_ajahr, train_detector
 from ajahr_model.training.loop import NonFiniteLossError, fit, make_fabric, read_training_checkpoint
 from ajahr_model.training.losses import LossWeights, ajahr_loss
 from ajahr_model.training.params import AJAHRSection
-from tests.ajahr_model.conftest_ajahr import tiny_ajahr, tiny_keypoints
+from tests.ajahr_model.conftest_ajahr import make_truth_prior, tiny_ajahr, tiny_keypoints
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,10 @@ def test_the_loss_has_every_term_and_ignores_absent_keypoints(tiny_tokenizers, b
     model = build_ajahr(tiny_ajahr().settings(), tiny_tokenizers, body_model)
     out = model(batch["image"], batch["keypoints2d"], batch["head_labels"], switching="ground_truth")
     total, terms = ajahr_loss(out, batch, LossWeights())
-    assert set(terms) == {"global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac"}
+    assert set(terms) == {
+        "global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac", "joints_direct"
+    }  # fmt: skip
+    assert terms["joints_direct"] == 0  # no regressed joints without model.root_from_joints
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
     absent = batch["keypoint_state"] == KeypointState.ABSENT
     assert absent.any()  # the amputee half of the batch has absent keypoints
@@ -169,3 +172,45 @@ def test_bpac_net_can_train_on_the_detectors_keypoints_and_a_new_detector_restar
         settings, a3d_tiny, tiny_tokenizers, second / "checkpoint.pt", body_model, run, progress=False
     )
     assert len(list(run.glob("checkpoint.settings-*.pt"))) == 1
+
+
+def test_the_cpu_lifting_path_trains_end_to_end_on_a_keypoint_prior(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    """The cpu profile's wiring: a detector reading the prior, AJAHR's query reading the
+    detector's located keypoints, the orientation from regressed joints; each stage without the
+    prior names the option and the stage that makes it."""
+    prior = make_truth_prior(a3d_tiny, tmp_path / "prior")
+    detector = tmp_path / "detector"
+    keypoints = tiny_keypoints(steps=2)
+    keypoints = keypoints.model_copy(
+        update={
+            "profiles": {
+                "cpu": {**keypoints.profiles["cpu"], "model": {"input_size": 32, "prior_input": True}}
+            }
+        }
+    )
+    with pytest.raises(ValueError, match="keypoint_prior stage"):
+        train_detector(keypoints.settings(), a3d_tiny, detector, progress=False)
+    assert train_detector(keypoints.settings(), a3d_tiny, detector, progress=False, prior_path=prior).complete
+    metrics = json.loads((detector / "metrics.json").read_text())
+    assert metrics["non_amputee"]["pck_0.05_visible"] > 0.5  # positions from the (3 px) prior
+    settings = tiny_ajahr(
+        train={"steps": 2},
+        model={"keypoint_query": True, "root_from_joints": True, "rest_pose_token_logit": 6.0},
+        loss={"joints_direct": 0.05},
+        optim={"lr": 5e-4, "bpac_lr": 1e-3},
+    ).settings()
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="keypoint_prior stage"):
+        train_ajahr(
+            settings, a3d_tiny, tiny_tokenizers, detector / "checkpoint.pt", body_model, run, progress=False
+        )
+    result = train_ajahr(
+        settings, a3d_tiny, tiny_tokenizers, detector / "checkpoint.pt", body_model, run, progress=False,
+        prior_path=prior,
+    )  # fmt: skip
+    assert result.complete
+    history = read_training_checkpoint(run / "checkpoint.pt")["history"]
+    assert all(row["joints_direct"] > 0 for row in history)
+    assert json.loads((run / "metrics.json").read_text())["test"]["amputee"]["samples"] == 4

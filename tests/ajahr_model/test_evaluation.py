@@ -170,7 +170,10 @@ def test_the_keypoint_token_joins_h_token_and_carries_gradient(tiny_tokenizers, 
     assert torch.equal(features.view(-1, 17, 3)[..., 2] == 0, absent)  # presence flag
     section = tiny_ajahr(model={"keypoint_token": True})
     model = build_ajahr(section.settings(), tiny_tokenizers, body_model)
-    torch.nn.init.normal_(model.readout.weight, std=0.01)  # zero at initialisation: no gradient yet
+    # The read-out and the cross-attention branches are zero at initialisation: no gradient yet.
+    torch.nn.init.normal_(model.readout.weight, std=0.01)
+    for layer in model.layers:
+        torch.nn.init.normal_(layer.bpac.cross_attn.to_out.weight, std=0.01)
     out = model(batch["image"], batch["keypoints2d"], batch["head_labels"], switching="ground_truth")
     out.joints.square().sum().backward()
     assert model.keypoint_encoder[0].weight.grad.abs().sum() > 0

@@ -183,6 +183,12 @@ def train_tokenizers(
         raise typer.Exit(code=EXIT_INCOMPLETE)
 
 
+PRIOR_OPTION = typer.Option(
+    Path("data/keypoint_prior"),
+    "--keypoint-prior",
+    help="The keypoint_prior stage's folder (relative to the params file), read if the detector needs it.",
+)
+
 LIMIT_OPTIONS_HELP = (
     "Stop after this many minutes of training, save, and exit with status 3; rerun to resume."
 )
@@ -192,6 +198,46 @@ def _run_limits_note(result, total: int) -> None:
     if not result.complete:
         typer.echo(f"stopped at step {result.step} of {total}; run the same command again to resume")
         raise typer.Exit(code=EXIT_INCOMPLETE)
+
+
+@app.command("keypoint-prior")
+def keypoint_prior(
+    params_file: Path = PARAMS_OPTION,
+    dataset_dir: Path = typer.Option(
+        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
+    ),
+    output_dir: Path = typer.Option(
+        Path("data/keypoint_prior"), "--output-dir", help="Where blazepose.npz goes."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """BlazePose's COCO-17 keypoints for every crop of A3D (stage ``keypoint_prior``), run in the
+    BlazePose environment (.venv-blazepose, or AJAHR_BLAZEPOSE_PYTHON). Exit status 2: bad input
+    or a failed worker."""
+    _setup_logging()
+    from ajahr_model.prior.run import (
+        KeypointPriorError,
+        KeypointPriorParams,
+        blazepose_python,
+        compute_keypoint_prior,
+    )
+
+    try:
+        params = load_section(params_file, "keypoint_prior", KeypointPriorParams)
+        python = blazepose_python(params_file.resolve().parent)
+        summary = compute_keypoint_prior(
+            _relative_to(params_file, dataset_dir),
+            _relative_to(params_file, output_dir),
+            params,
+            python,
+            progress,
+        )
+    except (ParamsError, KeypointPriorError, ValueError) as err:
+        _fail(err)
+    typer.echo(
+        f"keypoint prior: {summary['samples']} crops, a person found in {summary['found_fraction']:.1%}; "
+        f"wrote {output_dir}/blazepose.npz"
+    )
 
 
 @app.command("train-keypoints")
@@ -210,6 +256,7 @@ def train_keypoints(
         None, "--max-steps-this-run", min=1, help="Stop after this many steps (status 3)."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    prior_dir: Path = PRIOR_OPTION,
 ) -> None:
     """Train the 2D keypoint detector (section ``keypoints``) on A3D, resuming from its checkpoint.
 
@@ -237,8 +284,9 @@ def train_keypoints(
                 max_minutes=max_minutes,
                 max_steps_this_run=max_steps_this_run,
                 progress=progress,
+                prior_path=_relative_to(params_file, prior_dir),
             )
-    except (DataError, RuntimeError) as err:
+    except (DataError, RuntimeError, ValueError) as err:
         _fail(err)
     _run_limits_note(result, settings.train.steps)
     typer.echo(
@@ -281,6 +329,7 @@ def train_ajahr(
         "--variant",
         help="Which model of ajahr.variants: ajahr, or a baseline/ablation (hmr2, tokenhmr, ...).",
     ),
+    prior_dir: Path = PRIOR_OPTION,
 ) -> None:
     """Train BPAC-Net and the AJAHR regressor jointly (section ``ajahr``), resuming from the checkpoint;
     or, with ``--variant``, a baseline or ablation of ``ajahr.variants`` by the same code.
@@ -327,6 +376,7 @@ def train_ajahr(
                 progress=progress,
                 variant=variant,
                 evaluation_dir=_relative_to(params_file, evaluation_dir) if evaluation_dir else None,
+                prior_path=_relative_to(params_file, prior_dir),
             )
     except (
         BodyModelFileError,
@@ -335,6 +385,7 @@ def train_ajahr(
         CheckpointError,
         TrainingCheckpointError,
         RuntimeError,
+        ValueError,
     ) as err:
         _fail(err)
     _run_limits_note(result, settings.train.steps)
@@ -446,12 +497,26 @@ def evaluate_real(
                 regressor = torch.from_numpy(np.load(h36m_regressor)).float()
             except (OSError, ValueError) as err:
                 raise SequenceFileError(f"{h36m_regressor}: cannot read the H36M regressor ({err})") from err
-        figures = evaluate_sequence(model, keypoints, read_sequence(format, sequence_file, images), regressor)  # type: ignore[arg-type]
+        prior = None
+        if keypoints.config.prior_input:
+            # The detector reads BlazePose's keypoints: run it on the frames' crops.
+            from functools import partial
+
+            from ajahr_model.prior.run import KeypointPriorParams, blazepose_on_crops, blazepose_python
+
+            prior_params = load_section(params_file, "keypoint_prior", KeypointPriorParams)
+            prior = partial(
+                blazepose_on_crops, params=prior_params, python=blazepose_python(params_file.resolve().parent)
+            )
+        sequence = read_sequence(format, sequence_file, images)  # type: ignore[arg-type]
+        figures = evaluate_sequence(model, keypoints, sequence, regressor, prior=prior)
     except (
         BodyModelFileError,
         CheckpointError,
         TrainingCheckpointError,
         SequenceFileError,
+        ParamsError,
+        RuntimeError,
         ValueError,
     ) as err:
         _fail(err)

@@ -32,6 +32,7 @@ from a3d_data.synthesis.schema import (
     LABELS_EXTENSION,
     KeypointState,
 )
+from ajahr_model.data.keypoint_prior import KeypointPrior
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ SAMPLE_ARRAYS: dict[str, str] = {
     "head_labels": "int64",
     "class_index": "int64",
 }
+# Arrays a sample carries when the dataset has a keypoint prior (data.keypoint_prior).
+PRIOR_SAMPLE_ARRAYS: dict[str, str] = {"prior_keypoints2d": "float32", "prior_confidence": "float32"}
 
 
 class DataError(ValueError):
@@ -165,6 +168,14 @@ def augment(
     state[~absent & inside & (labels["keypoint_state"] == KeypointState.OUTSIDE)] = KeypointState.OCCLUDED
     out["keypoints2d"] = points.astype(np.float32)
     out["keypoint_state"] = state
+    if "prior_keypoints2d" in labels:
+        # The prior's keypoints move with the crop; one pushed out of it is dropped, as the
+        # detector would not report it.
+        found = labels["prior_confidence"] > 0
+        prior = labels["prior_keypoints2d"] @ matrix[:, :2].T + matrix[:, 2]
+        kept = found & (prior >= 0).all(1) & (prior < CROP_SIZE).all(1)
+        out["prior_keypoints2d"] = np.where(kept[:, None], prior, 0.0).astype(np.float32)
+        out["prior_confidence"] = np.where(kept, labels["prior_confidence"], 0.0).astype(np.float32)
     turn = rotation_about_optical_axis(angle)
     rotmats = labels["rotmats"].copy()
     rotmats[0] = turn @ rotmats[0]
@@ -177,14 +188,26 @@ class A3DDataset(Dataset):
     """Samples of one split, addressed by ``(sample index, draw number)``.
 
     A sample is a dict: ``image`` uint8 (3, 256, 256), the arrays of :data:`SAMPLE_ARRAYS`,
-    ``key`` and ``ok``. A sample whose image or labels cannot be decoded comes back with
-    ``ok=False`` (and is counted by :class:`Batches`), not as an exception that kills a worker.
+    ``key`` and ``ok``; with a keypoint ``prior``, also :data:`PRIOR_SAMPLE_ARRAYS` (the prior
+    detector's keypoints in crop pixels, moved by the augmentation like the labels, and their
+    confidence, 0 where it found none). A sample whose image or labels cannot be decoded comes
+    back with ``ok=False`` (and is counted by :class:`Batches`), not as an exception that kills
+    a worker.
     """
 
-    def __init__(self, refs: Sequence[SampleRef], augmentation: Augmentation | None = None, seed: int = 0):
+    def __init__(
+        self,
+        refs: Sequence[SampleRef],
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        prior: KeypointPrior | None = None,
+    ):
         self.refs = list(refs)
         self.augmentation = augmentation
         self.seed = seed
+        self.prior = prior
+        if prior is not None:
+            prior.check_covers([ref.key for ref in self.refs])
         self._handles: dict[Path, Any] = {}
 
     def __len__(self) -> int:
@@ -213,6 +236,10 @@ class A3DDataset(Dataset):
             raise ValueError(f"image is {image.size}, expected {CROP_SIZE}x{CROP_SIZE}")
         with np.load(io.BytesIO(self._read(ref.shard, ref.labels))) as npz:
             labels = {name: np.asarray(npz[name]).astype(dtype) for name, dtype in SAMPLE_ARRAYS.items()}
+        if self.prior is not None:
+            keypoints, confidence = self.prior.lookup(ref.key)
+            labels["prior_keypoints2d"] = keypoints.astype(np.float32)
+            labels["prior_confidence"] = confidence.astype(np.float32)
         return image, labels
 
     def all_labels(self, index: int) -> dict[str, np.ndarray]:
@@ -249,7 +276,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "keys": [s["key"] for s in good],
     }
     if good:
-        for name in (*SAMPLE_ARRAYS, "image"):
+        extra = [name for name in PRIOR_SAMPLE_ARRAYS if name in good[0]]
+        for name in (*SAMPLE_ARRAYS, *extra, "image"):
             batch[name] = torch.stack([s[name] for s in good])
     return batch
 

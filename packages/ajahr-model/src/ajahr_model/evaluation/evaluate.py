@@ -25,7 +25,7 @@ from a3d_data.amputation.table import AMPUTATION_CLASSES, NON_AMPUTEE, NUM_CLASS
 from a3d_data.body_model.model import BodyModel
 from ajahr_model.data.a3d import A3DDataset, collate
 from ajahr_model.evaluation.metrics import binary_metrics, classification_metrics, mesh_errors, mpjpe_mm
-from ajahr_model.networks.keypoints import KeypointDetector
+from ajahr_model.networks.keypoints import KeypointDetector, detect_batch
 from ajahr_model.networks.regressor import AJAHR
 
 TEST_PARTS = ("amputee", "non_amputee", "occlusion")
@@ -98,8 +98,21 @@ def evaluate_model(
             batch = to_device(batch, device)
             n = len(batch["keys"])
             true_labels = batch["head_labels"]
-            keypoints = detector(batch["image"]).keypoints if detector is not None else batch["keypoints2d"]
-            out = model(batch["image"], keypoints, true_labels, switching="predicted", zeroing="ground_truth")
+            if detector is not None:
+                detections = detect_batch(detector, batch)
+                keypoints, located = detections.keypoints, detections.located
+            else:
+                keypoints = located = batch["keypoints2d"]
+            # BPAC-Net reads the keypoints with the absent ones at (0, 0), the keypoint query (if
+            # any) all located ones, as in training.
+            out = model(
+                batch["image"],
+                keypoints,
+                true_labels,
+                switching="predicted",
+                zeroing="ground_truth",
+                query_keypoints=located,
+            )
             predicted = out.predicted_head_labels()
             gt_body = body.forward_rotmats(batch["rotmats"], betas=batch["betas"])
             gt_joints, gt_vertices = gt_body.joints[:, :24], gt_body.vertices

@@ -23,7 +23,7 @@ SMPL's H36M regressor, the 14 LSP joints (3DPW).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from scipy.spatial.transform import Rotation
 
 from a3d_data.synthesis.schema import CROP_SIZE
 from ajahr_model.evaluation.metrics import mesh_errors
-from ajahr_model.networks.keypoints import KeypointDetector
+from ajahr_model.networks.keypoints import KeypointDetector, detect_batch
 from ajahr_model.networks.regressor import AJAHR
 
 SequenceFormat = Literal["emdb", "3dpw"]
@@ -205,9 +205,14 @@ def evaluate_sequence(
     h36m_regressor: torch.Tensor | None = None,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
+    prior: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """MVE / MPJPE / PA-MPJPE (mm, means over the frames) of ``model`` on ``sequence``; the
-    ground-truth meshes come from the model's body model (the licensed SMPL for real data)."""
+    ground-truth meshes come from the model's body model (the licensed SMPL for real data).
+    ``prior``: crops (N, 256, 256, 3) uint8 -> the keypoint prior's (keypoints, confidence), for a
+    detector that reads one (``prior.run.blazepose_on_crops``)."""
+    if detector.config.prior_input and prior is None:
+        raise ValueError("the detector reads a keypoint prior: give evaluate_sequence a prior function")
     if len(sequence) == 0:
         raise SequenceFileError(f"{sequence.name}: no usable frames (all invalid or without a box)")
     model.eval()
@@ -215,8 +220,15 @@ def evaluate_sequence(
     sums: dict[str, list[np.ndarray]] = {"mve": [], "mpjpe": [], "pa_mpjpe": []}
     amputee_calls = 0
     for part, crops in _frames(sequence, batch_size):
-        crops = crops.to(device)
-        out = model(crops, detector(crops).keypoints, switching="predicted")
+        batch = {"image": crops.to(device)}
+        if detector.config.prior_input:
+            keypoints, confidence = prior(crops.permute(0, 2, 3, 1).numpy())
+            batch["prior_keypoints2d"] = torch.from_numpy(keypoints).to(device)
+            batch["prior_confidence"] = torch.from_numpy(confidence).to(device)
+        detections = detect_batch(detector, batch)
+        out = model(
+            batch["image"], detections.keypoints, switching="predicted", query_keypoints=detections.located
+        )
         amputee_calls += int(out.amputee_tokenizer.sum())
         rotmats = torch.cat(
             [_rotmats(sequence.global_orient[part]), _rotmats(sequence.body_pose[part])], dim=1

@@ -6,6 +6,14 @@ This detector predicts COCO-17 heatmaps (a timm ResNet at stride 8, upsampled to
 from the pooled deepest feature, a 3-way state per joint. Its confidence is 1 - P(absent): an
 occluded joint keeps its position (BPAC-Net must see that the limb is there), an absent one goes
 to (0, 0).
+
+With ``prior_input`` it reads, besides the image, the keypoints of an off-the-shelf detector
+(BlazePose: ``data.keypoint_prior``) as 17 heatmap channels weighted by their confidence. A
+joint's state then comes from the image features where the prior put that joint (is there a limb
+at that place?), the pooled deepest feature, the joint's identity and the prior's confidence;
+its position is the prior's where the prior found the person (BlazePose localises and tells left
+from right far better than a network trained from scratch for a few CPU minutes), the heatmap
+peak where it did not.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from torch import nn
 from a3d_data.skeleton import NUM_COCO_KEYPOINTS
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
 from ajahr_model.networks.bpac import gaussian_heatmaps, normalise_image
+
+JOINT_EMBEDDING_DIM = 32
 
 
 class JointState(IntEnum):
@@ -45,17 +55,22 @@ class DetectorConfig:
     input_size: int = 256
     heatmap_sigma: float = 2.0  # heatmap pixels (the heatmap is input_size / 4)
     confidence_threshold: float = 0.55
+    prior_input: bool = False
 
 
 @dataclass
 class Detections:
     """heatmaps (B, 17, h, w) logits; state_logits (B, 17, 3); keypoints (B, 17, 2) crop pixels
-    (zeroed where confidence < threshold); confidence (B, 17) = 1 - P(absent)."""
+    (zeroed where confidence < threshold: what BPAC-Net reads); confidence (B, 17) = 1 - P(absent);
+    located (B, 17, 2) the positions before that zeroing, and with a prior only the prior's, (0, 0)
+    where it found nobody (what a lifter reads: an amputated limb's joints are zeroed after the
+    body model, by the amputation verdict)."""
 
     heatmaps: torch.Tensor
     state_logits: torch.Tensor
     keypoints: torch.Tensor
     confidence: torch.Tensor
+    located: torch.Tensor
 
     def states(self) -> torch.Tensor:
         return self.state_logits.argmax(-1)
@@ -65,8 +80,9 @@ class KeypointDetector(nn.Module):
     def __init__(self, config: DetectorConfig = DetectorConfig()):
         super().__init__()
         self.config = config
+        in_chans = 3 + (NUM_COCO_KEYPOINTS if config.prior_input else 0)
         self.backbone = timm.create_model(
-            config.backbone, pretrained=False, features_only=True, out_indices=(2, 4)
+            config.backbone, pretrained=False, features_only=True, out_indices=(2, 4), in_chans=in_chans
         )
         mid, deep = self.backbone.feature_info.channels()
         self.upsample = nn.Sequential(
@@ -75,24 +91,63 @@ class KeypointDetector(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(128, NUM_COCO_KEYPOINTS, 1),
         )
-        self.state = nn.Linear(deep, NUM_COCO_KEYPOINTS * len(JointState))
+        if config.prior_input:
+            self.joint_embedding = nn.Parameter(torch.randn(NUM_COCO_KEYPOINTS, JOINT_EMBEDDING_DIM) * 0.02)
+            self.state = nn.Sequential(
+                nn.Linear(mid + deep + JOINT_EMBEDDING_DIM + 1, 256),
+                nn.ReLU(inplace=True),
+                nn.Linear(256, len(JointState)),
+            )
+        else:
+            self.state = nn.Linear(deep, NUM_COCO_KEYPOINTS * len(JointState))
 
     @property
     def heatmap_size(self) -> int:
         return self.config.input_size // 4
 
-    def forward(self, image: torch.Tensor) -> Detections:
-        """Detect keypoints in crops (B, 3, 256, 256) uint8."""
+    def forward(
+        self,
+        image: torch.Tensor,
+        prior_keypoints: torch.Tensor | None = None,
+        prior_confidence: torch.Tensor | None = None,
+    ) -> Detections:
+        """Detect keypoints in crops (B, 3, 256, 256) uint8; with ``prior_input``, also given the
+        prior's keypoints (B, 17, 2) crop px and confidence (B, 17) (0: not found)."""
         x = normalise_image(image)
         if x.shape[-1] != self.config.input_size:
             x = F.interpolate(x, size=(self.config.input_size,) * 2, mode="bilinear", antialias=True)
+        if self.config.prior_input:
+            if prior_keypoints is None or prior_confidence is None:
+                raise ValueError(
+                    "this detector reads a keypoint prior: give prior_keypoints and prior_confidence"
+                )
+            maps = gaussian_heatmaps(prior_keypoints, self.config.input_size, self.config.heatmap_sigma)
+            x = torch.cat([x, (maps * prior_confidence[..., None, None]).to(x.dtype)], dim=1)
         mid, deep = self.backbone(x)
         heatmaps = self.upsample(mid)
-        state_logits = self.state(deep.mean(dim=(2, 3))).view(-1, NUM_COCO_KEYPOINTS, len(JointState))
+        if self.config.prior_input:
+            # The mid-level feature where the prior put each joint, bilinear (grid in [-1, 1]).
+            grid = (prior_keypoints.float() / CROP_SIZE * 2 - 1)[:, :, None, :].to(mid.dtype)
+            local = F.grid_sample(mid, grid, align_corners=False)[..., 0].transpose(1, 2)  # (B, 17, C)
+            pooled = deep.mean(dim=(2, 3))[:, None, :].expand(-1, NUM_COCO_KEYPOINTS, -1)
+            identity = self.joint_embedding[None].expand(len(x), -1, -1).to(local.dtype)
+            features = torch.cat(
+                [local, pooled, identity, prior_confidence[..., None].to(local.dtype)], dim=-1
+            )
+            state_logits = self.state(features)
+        else:
+            state_logits = self.state(deep.mean(dim=(2, 3))).view(-1, NUM_COCO_KEYPOINTS, len(JointState))
         keypoints = heatmap_argmax(heatmaps.float()) * (CROP_SIZE / heatmaps.shape[-1])
+        located = keypoints
+        if self.config.prior_input:
+            found = (prior_confidence > 0)[..., None]
+            keypoints = torch.where(found, prior_keypoints.float(), keypoints)
+            # A lifter reads only the prior's positions: lifted from our heatmap peaks (a few CPU
+            # minutes of training), the bodies the prior missed came out worse than the mean.
+            located = torch.where(found, prior_keypoints.float(), torch.zeros_like(keypoints))
         confidence = 1.0 - state_logits.float().softmax(-1)[..., JointState.ABSENT]
         keypoints = keypoints * (confidence >= self.config.confidence_threshold)[..., None]
-        return Detections(heatmaps, state_logits, keypoints, confidence)
+        return Detections(heatmaps, state_logits, keypoints, confidence, located)
 
 
 def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -132,3 +187,15 @@ def detector_loss(
     )
     loss = heatmap + state_weight * states
     return loss, {"heatmap": heatmap.detach(), "state": states.detach()}
+
+
+def detect_batch(detector: KeypointDetector, batch: dict[str, torch.Tensor]) -> Detections:
+    """The detector on a collated batch: the crops, and the prior when the detector reads one."""
+    if not detector.config.prior_input:
+        return detector(batch["image"])
+    if "prior_keypoints2d" not in batch:
+        raise ValueError(
+            "the keypoint detector reads a keypoint prior, and the batch has none "
+            "(give the keypoint_prior stage's output: --keypoint-prior data/keypoint_prior)"
+        )
+    return detector(batch["image"], batch["prior_keypoints2d"], batch["prior_confidence"])

@@ -61,11 +61,24 @@ class RegressorConfig:
     keypoint_token: bool = False
     # Ours, not the paper's: the decoder's query starts from an MLP embedding of the 2D keypoints
     # (coordinates and presence) instead of a learned constant, a lifting path from the first
-    # layer on, with or without BPAC-Net. Off in every profile: on the cpu profile it lifts true
-    # keypoints, but not our detector's, and the detector is what it reads at test (README).
+    # layer on, with or without BPAC-Net. On in the cpu profile, where it reads the detector's
+    # located keypoints (BlazePose's, stage keypoint_prior); from our detector's own heatmaps
+    # it lifted nothing (README).
     keypoint_query: bool = False
     mixer_dim: int = 256
     mixer_depth: int = 2
+    # Ours, not the paper's: the token logits start as this logit on the tokens of the rest pose
+    # (a learned (T, K) bias per tokenizer), so the decoded body starts from the rest pose, as
+    # the direct head's does, not from the decoding of the average code (a huddled pose whose
+    # joints barely move with the global orientation, which then learns slowly). 0: off.
+    rest_pose_token_logit: float = 0.0
+    # Ours, not the paper's: a head regresses the 24 pelvis-relative joints from the query (an
+    # auxiliary output with its own L1 loss, ``joints_direct``), and the global orientation is
+    # the rotation that carries the rest pose's root frame (left hip - right hip, spine1 -
+    # pelvis: joints attached to the root, which no body pose moves) onto the regressed one,
+    # times the residual head's rotation. A network learns joint positions from keypoints in a
+    # few hundred steps; a rotation regressed directly it learns far more slowly (README).
+    root_from_joints: bool = False
     bpac_input_size: int = 256
     bpac_heatmap_sigma: float = 2.0
 
@@ -105,6 +118,11 @@ class _Block(nn.Module):
         self.self_attn = Attention(dim, dim, heads, head_dim)
         self.cross_attn = Attention(dim, context_dim, heads, head_dim)
         self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+        # The cross-attention branch starts at zero (a zero-initialised residual branch): what an
+        # untrained backbone's tokens say is noise, which would otherwise swamp the query (and
+        # the keypoints embedded in it) from the first step.
+        nn.init.zeros_(self.cross_attn.to_out.weight)
+        nn.init.zeros_(self.cross_attn.to_out.bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         h = self.norm_self(x)
@@ -140,10 +158,14 @@ class TokenClassifier(nn.Module):
         self.mixer = nn.Sequential(*(MixerBlock(mixer_dim, tokens) for _ in range(depth)))
         self.norm = nn.LayerNorm(mixer_dim)
         self.logits = nn.ModuleDict({role: nn.Linear(mixer_dim, codebook_size) for role in roles})
+        # A learned logit bias per token position and code (zero: none; see rest_pose_token_logit).
+        self.token_bias = nn.ParameterDict(
+            {role: nn.Parameter(torch.zeros(tokens, codebook_size)) for role in roles}
+        )
 
     def forward(self, query: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.norm(self.mixer(self.expand(query).view(-1, self.tokens, self.mixer_dim)))
-        return {role: head(x) for role, head in self.logits.items()}
+        return {role: head(x) + self.token_bias[role] for role, head in self.logits.items()}
 
 
 @dataclass
@@ -170,6 +192,7 @@ class AJAHROutput:
     amputee_tokenizer: torch.Tensor
     token_logits: dict[str, torch.Tensor]
     bpac: BPACOutput | None
+    joints_direct: torch.Tensor | None = None  # (B, 24, 3) pelvis-relative, with root_from_joints
 
     def predicted_head_labels(self) -> torch.Tensor:
         """BPAC-Net's level per head (B, 4); "none" everywhere for a model without BPAC-Net."""
@@ -185,6 +208,19 @@ def keypoint_features(keypoints: torch.Tensor) -> torch.Tensor:
     flag per joint (a keypoint at (0, 0) is absent or zeroed for low confidence)."""
     present = (keypoints.abs().sum(-1, keepdim=True) > 0).to(keypoints.dtype)
     return torch.cat([(keypoints / CROP_SIZE - 0.5) * present, present], dim=-1).flatten(1).float()
+
+
+# SMPL joints attached to the root: pelvis, left hip, right hip, spine1.
+PELVIS, LEFT_HIP, RIGHT_HIP, SPINE1 = 0, 1, 2, 3
+
+
+def root_frame(joints: torch.Tensor) -> torch.Tensor:
+    """An orthonormal frame (..., 3, 3) (columns) from root-attached joints (..., 24, 3): the first
+    axis along right hip -> left hip, the second along pelvis -> spine1 made orthogonal to it."""
+    across = F.normalize(joints[..., LEFT_HIP, :] - joints[..., RIGHT_HIP, :], dim=-1, eps=1e-6)
+    up = joints[..., SPINE1, :] - joints[..., PELVIS, :]
+    up = F.normalize(up - (up * across).sum(-1, keepdim=True) * across, dim=-1, eps=1e-6)
+    return torch.stack([across, up, torch.cross(across, up, dim=-1)], dim=-1)
 
 
 def camera_translation(camera: torch.Tensor) -> torch.Tensor:
@@ -308,10 +344,29 @@ class AJAHR(nn.Module):
         # The direct head's origin: the rest pose (6D of the identity) for all 21 body joints.
         self.register_buffer("mean_body6d", identity6d.repeat(21, 1))
         self.register_buffer("mean_camera", torch.tensor([0.9, 0.0, 0.0]))
+        self.joints_head: nn.Linear | None = None
+        if config.root_from_joints:
+            with torch.no_grad():
+                rest = body_model.forward_rotmats(torch.eye(3).expand(1, 24, 3, 3)).joints[0, :24]
+            rest = rest - rest[PELVIS]
+            # The regressed joints start as the rest skeleton under the mean orientation, so the
+            # orientation starts at the mean one (the residual heads' origin).
+            mean_root = rotation_6d_to_matrix(self.mean_root6d[None, None])[0, 0]
+            self.register_buffer("rest_root_frame", root_frame(rest))
+            self.register_buffer("mean_joints_direct", rest @ mean_root.T)
+            self.joints_head = nn.Linear(config.decoder_dim, 24 * 3)
+            nn.init.zeros_(self.joints_head.weight)
+            nn.init.zeros_(self.joints_head.bias)
         # Frozen parts: not parameters of the optimiser, not in the state dict's trained weights.
         self.tokenizers = nn.ModuleDict(tokenizers)
         for tokenizer in self.tokenizers.values():
             tokenizer.requires_grad_(False).eval()
+        if self.classifier is not None and config.rest_pose_token_logit:
+            with torch.no_grad():
+                for role, tokenizer in self.tokenizers.items():
+                    rest = tokenizer.encode(identity6d.repeat(1, 21, 1))[0]  # (T,)
+                    bias = F.one_hot(rest, tokenizer.config.codebook_size).float()
+                    self.classifier.token_bias[role].copy_(config.rest_pose_token_logit * bias)
         self.body_model = body_model
         self.body_model.requires_grad_(False)
 
@@ -394,7 +449,18 @@ class AJAHR(nn.Module):
             body6d = self.decode_pose(logits, amputee)
         residual = self.readout(query).float()
         nb = self.body_model.num_betas
-        root6d = self.mean_root6d + residual[:, :6]
+        joints_direct = None
+        if self.joints_head is not None:
+            joints_direct = self.mean_joints_direct + self.joints_head(query).float().view(-1, 24, 3)
+            # Rotation of the rest frame onto the regressed one, then the residual (identity at 0).
+            frame_root = root_frame(joints_direct) @ self.rest_root_frame.T
+            identity6d = matrix_to_rotation_6d(torch.eye(3, device=query.device))
+            root_residual = rotation_6d_to_matrix((identity6d + residual[:, :6])[:, None], zero_below=0.0)[
+                :, 0
+            ]
+            root6d = matrix_to_rotation_6d(frame_root @ root_residual)
+        else:
+            root6d = self.mean_root6d + residual[:, :6]
         betas = residual[:, 6 : 6 + nb]
         camera = self.mean_camera + residual[:, 6 + nb : 9 + nb]
         hands6d = (self.mean_hands6d + residual[:, 9 + nb :]).view(-1, 2, 6)
@@ -427,6 +493,7 @@ class AJAHR(nn.Module):
             amputee_tokenizer=amputee,
             token_logits=logits,
             bpac=bpac,
+            joints_direct=joints_direct,
         )
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:

@@ -20,12 +20,14 @@ from torch import nn
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
 from ajahr_model.data.a3d import A3DDataset, index_samples
+from ajahr_model.data.keypoint_prior import KeypointPrior, load_keypoint_prior
 from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices, to_device
 from ajahr_model.networks.bpac import load_imagenet_weights
 from ajahr_model.networks.keypoints import (
     Detections,
     JointState,
     KeypointDetector,
+    detect_batch,
     detector_loss,
     joint_state_targets,
 )
@@ -56,7 +58,7 @@ _RUN_ONLY = {
 _PACKAGE = Path(__file__).resolve().parents[1]
 # Source files whose change changes what a run learns: a checkpoint trained by other code is set
 # aside and retrained, as for the tokenizers. Evaluation code is not among them.
-_SHARED_CODE = ("data/a3d.py", "training/loop.py", "networks/bpac.py")
+_SHARED_CODE = ("data/a3d.py", "data/keypoint_prior.py", "training/loop.py", "networks/bpac.py")
 DETECTOR_CODE = (*_SHARED_CODE, "networks/keypoints.py")
 AJAHR_CODE = (*_SHARED_CODE, "networks/regressor.py", "training/losses.py")
 
@@ -95,6 +97,15 @@ def noisy_keypoints(
     return torch.where((state == KeypointState.ABSENT)[..., None], keypoints, keypoints + noise)
 
 
+def _prior(path: Path | None, needed_by: str) -> KeypointPrior:
+    if path is None or not path.exists():
+        raise ValueError(
+            f"{needed_by} reads the keypoint prior, and {path} does not exist "
+            "(run the keypoint_prior stage: ajahr keypoint-prior)"
+        )
+    return load_keypoint_prior(path)
+
+
 # --- the keypoint detector --------------------------------------------------------------------
 
 
@@ -105,24 +116,33 @@ def train_detector(
     max_minutes: float | None = None,
     max_steps_this_run: int | None = None,
     progress: bool = True,
+    prior_path: Path | None = None,
 ) -> FitResult:
+    """Train the detector of ``settings`` into ``output_dir``, then evaluate it on the test split.
+    ``prior_path``: the keypoint_prior stage's output, read when ``model.prior_input`` is on."""
     torch.manual_seed(settings.train.seed)
     fabric = make_fabric(settings.train)
     fabric.launch()
     config = settings.model.config()
+    prior = _prior(prior_path, "keypoints.model.prior_input") if config.prior_input else None
     with fabric.init_module():
         model = KeypointDetector(config)
     train_set = A3DDataset(
         index_samples(dataset_dir, "train", TRAIN_PARTS),
         settings.augmentation.augmentation(),
         settings.train.seed,
+        prior=prior,
     )
 
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if config.prior_input:
+            detections = wrapped(batch["image"], batch["prior_keypoints2d"], batch["prior_confidence"])
+        else:
+            detections = wrapped(batch["image"])
         return detector_loss(
-            wrapped(batch["image"]),
+            detections,
             batch["keypoints2d"],
             batch["keypoint_state"],
             config.heatmap_sigma,
@@ -152,7 +172,7 @@ def train_detector(
         return result
     history = read_training_checkpoint(checkpoint)["history"]
     model.eval()
-    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS))
+    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS), prior=prior)
     metrics = evaluate_detector(
         model, test_set, settings.train.eval_batch_size, settings.train.eval_limit, fabric.device
     )
@@ -181,6 +201,12 @@ def load_detector(path: Path, device: torch.device | str = "cpu") -> KeypointDet
     return model.to(device).eval().requires_grad_(False)
 
 
+def detector_needs_prior(path: Path) -> bool:
+    """Whether the detector checkpoint at ``path`` reads the keypoint prior."""
+    state = read_training_checkpoint(path)
+    return bool(state.get("config", {}).get("prior_input", False))
+
+
 @torch.no_grad()
 def evaluate_detector(
     model: KeypointDetector, dataset: A3DDataset, batch_size: int, limit: int | None, device: torch.device
@@ -192,7 +218,7 @@ def evaluate_detector(
         hits = total = 0
         for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
             batch = to_device(batch, device)
-            det: Detections = model(batch["image"])
+            det: Detections = detect_batch(model, batch)
             target = joint_state_targets(batch["keypoint_state"]).cpu()
             confusion += torch.bincount((target * 3 + det.states().cpu()).view(-1), minlength=9).view(3, 3)
             visible = (target == JointState.PRESENT).to(device)
@@ -258,6 +284,17 @@ def build_ajahr(
     return model
 
 
+def parameter_groups(model: AJAHR, settings: AJAHRSettings) -> list[dict[str, Any]]:
+    """AdamW groups: BPAC-Net's parameters at ``optim.bpac_lr`` when set, the rest at ``optim.lr``."""
+    named = model.trainable_named_parameters()
+    if settings.optim.bpac_lr is None or model.bpac is None:
+        return [{"params": [p for _, p in named]}]
+    return [
+        {"params": [p for n, p in named if not n.startswith("bpac.")]},
+        {"params": [p for n, p in named if n.startswith("bpac.")], "lr": settings.optim.bpac_lr},
+    ]
+
+
 def train_ajahr(
     settings: AJAHRSettings,
     dataset_dir: Path,
@@ -271,18 +308,24 @@ def train_ajahr(
     progress: bool = True,
     variant: str = "ajahr",
     evaluation_dir: Path | None = None,
+    prior_path: Path | None = None,
 ) -> FitResult:
     """Train ``variant`` (AJAHR, a baseline or an ablation: ``settings`` are already its own) into
     ``output_dir`` (checkpoint, loss curve), then evaluate it on the test split into
-    ``evaluation_dir`` (default: ``output_dir``): ``metrics.json`` and ``predictions.npz``."""
+    ``evaluation_dir`` (default: ``output_dir``): ``metrics.json`` and ``predictions.npz``.
+    ``prior_path``: the keypoint_prior stage's output, read when the detector reads a prior."""
     evaluation_dir = evaluation_dir if evaluation_dir is not None else output_dir
     torch.manual_seed(settings.train.seed)
     fabric = make_fabric(settings.train)
     fabric.launch()
+    # The detector (in training for BPAC-Net or the query, and at test) may read the prior.
+    detector_reads_prior = detector_path is not None and detector_needs_prior(detector_path)
+    prior = _prior(prior_path, f"the detector {detector_path}") if detector_reads_prior else None
     train_set = A3DDataset(
         index_samples(dataset_dir, "train", TRAIN_PARTS),
         settings.augmentation.augmentation(),
         settings.train.seed,
+        prior=prior,
     )
     means = mean_root_and_joints(train_set, seed=settings.train.seed)
     model = build_ajahr(settings, tokenizer_dir, body_model, means["root6d"])
@@ -309,17 +352,18 @@ def train_ajahr(
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(settings.train.seed * 1_000_003 + step)
         true_keypoints = noisy_keypoints(batch["keypoints2d"], batch["keypoint_state"], noise, generator)
-        detected = None
+        detected = located = None
         if train_detector is not None:
             # The frozen detector on the augmented crop: what the network sees at test.
             with torch.no_grad(), fabric.autocast():
-                detected = train_detector(batch["image"]).keypoints.float()
+                detections = detect_batch(train_detector, batch)
+                detected, located = detections.keypoints.float(), detections.located.float()
         output = wrapped(
             batch["image"],
             detected if bpac_reads_detector else true_keypoints,
             batch["head_labels"],
             switching=settings.train_switching,
-            query_keypoints=detected if query_reads_detector else true_keypoints,
+            query_keypoints=located if query_reads_detector else true_keypoints,
         )
         return ajahr_loss(output, batch, weights)
 
@@ -328,7 +372,7 @@ def train_ajahr(
     result = fit(
         fabric=fabric,
         model=model,
-        parameters=[p for _, p in model.trainable_named_parameters()],
+        parameters=parameter_groups(model, settings),
         loss_fn=loss_fn,
         dataset=train_set,
         parts=[r.part for r in train_set.refs],
@@ -353,7 +397,7 @@ def train_ajahr(
         return result
     history = read_training_checkpoint(checkpoint)["history"]
     detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
-    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS))
+    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS), prior=prior)
     metrics, table = evaluate_model(
         model,
         detector,
@@ -385,6 +429,8 @@ def train_ajahr(
     with atomic_path(evaluation_dir / "predictions.npz") as temporary, temporary.open("wb") as handle:
         np.savez_compressed(handle, **table)
     terms = ["keypoints3d", "keypoints2d", "body_pose", "global_orient", "betas"]
+    if model.joints_head is not None:
+        terms.append("joints_direct")
     plot_history(
         history,
         output_dir / "loss_curve.png",

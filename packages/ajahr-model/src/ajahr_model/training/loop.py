@@ -131,7 +131,7 @@ def fit(
     *,
     fabric: Fabric,
     model: nn.Module,
-    parameters: list[nn.Parameter],
+    parameters: list[nn.Parameter] | list[dict[str, Any]],
     loss_fn: LossFn,
     dataset: A3DDataset,
     parts: list[str],
@@ -147,8 +147,9 @@ def fit(
 ) -> FitResult:
     """Train ``model`` to ``run.steps`` steps, resuming from ``checkpoint`` when it matches.
 
-    ``model`` must already be on Fabric's device (it is wrapped here). Returns whether the run is
-    complete; a run stopped by a limit has saved its state and can be called again.
+    ``parameters``: the trained parameters, or AdamW parameter groups (a group's ``lr`` follows
+    the same schedule). ``model`` must already be on Fabric's device (it is wrapped here).
+    Returns whether the run is complete; a run stopped by a limit has saved its state and can be called again.
     """
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))

@@ -8,6 +8,8 @@ L = w_orient * L_orient + w_pose * L_pose + w_betas * L_betas + w_3d * L_3D + w_
 * L_3D: L1 of the 24 SMPL joints, pelvis-relative, metres.
 * L_2D: L1 of the COCO-17 keypoints in normalised crop coordinates, on joints whose position is
   known (visible or occluded); absent and outside joints are masked.
+* L_joints_direct (ours; only with ``root_from_joints``): L1 of the regressed pelvis-relative
+  joints, which give the global orientation.
 * L_cls: BPAC-Net cross-entropy, averaged over the four heads (0 for a model without BPAC-Net).
 * TALS (threshold-adaptive loss scaling, optional): a joint whose error is under its threshold
   counts ``tals_factor`` times, so the loss spends itself on the joints that are still wrong.
@@ -33,13 +35,14 @@ class LossWeights:
     keypoints3d: float = 0.05
     keypoints2d: float = 0.01
     bpac: float = 0.1
+    joints_direct: float = 0.0
     tals: bool = False
     tals_threshold_3d: float = 0.05  # metres
     tals_threshold_2d: float = 0.02  # normalised crop units (5 px at 256)
     tals_factor: float = 0.05
 
 
-LOSS_TERMS = ("global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac")
+LOSS_TERMS = ("global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac", "joints_direct")
 
 
 def _tals(error: torch.Tensor, threshold: float, weights: LossWeights) -> torch.Tensor:
@@ -75,6 +78,11 @@ def ajahr_loss(
         if output.bpac is not None
         else keypoints3d.new_zeros(())  # a baseline without BPAC-Net
     )
+    joints_direct = (
+        (output.joints_direct - gt_rel).abs().sum(-1).mean()
+        if output.joints_direct is not None
+        else keypoints3d.new_zeros(())
+    )
     terms = {
         "global_orient": orient,
         "body_pose": pose,
@@ -82,6 +90,7 @@ def ajahr_loss(
         "keypoints3d": keypoints3d,
         "keypoints2d": keypoints2d,
         "bpac": bpac,
+        "joints_direct": joints_direct,
     }
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: value.detach() for name, value in terms.items()}
