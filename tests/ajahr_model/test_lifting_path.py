@@ -103,7 +103,9 @@ def test_at_initialisation_the_image_does_not_move_the_query(tiny_tokenizers, bo
     """Cross-attention branches start at zero: an untrained backbone's tokens cannot drown the
     keypoints the query starts from. Without BPAC-Net, two images give the same answer at first."""
     torch.manual_seed(0)
-    model = build_ajahr(tiny_ajahr(model=LIFTING).settings(variant="hmr2"), tiny_tokenizers, body_model).eval()
+    model = build_ajahr(
+        tiny_ajahr(model=LIFTING).settings(variant="hmr2"), tiny_tokenizers, body_model
+    ).eval()
     image, keypoints = _inputs()
     with torch.no_grad():
         a = model(image, keypoints)
