@@ -31,9 +31,6 @@ PRIOR_ARRAYS: Final[dict[str, tuple[tuple[int, ...], str]]] = {
     "confidence": ((NUM_COCO_KEYPOINTS,), "float32"),
     "found": ((), "bool"),
 }
-# BlazePose's 33 landmarks -> COCO-17 (nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
-# ankles; the person's left first, as in COCO).
-COCO_FROM_BLAZEPOSE: Final[tuple[int, ...]] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
 class PriorError(ValueError):

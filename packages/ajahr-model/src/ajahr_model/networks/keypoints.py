@@ -189,8 +189,9 @@ def detector_loss(
     return loss, {"heatmap": heatmap.detach(), "state": states.detach()}
 
 
-def detect_batch(detector: KeypointDetector, batch: dict[str, torch.Tensor]) -> Detections:
-    """The detector on a collated batch: the crops, and the prior when the detector reads one."""
+def detect_batch(detector: nn.Module, batch: dict[str, torch.Tensor]) -> Detections:
+    """The detector (or its Fabric wrapper) on a collated batch: the crops, and the prior when the
+    detector reads one."""
     if not detector.config.prior_input:
         return detector(batch["image"])
     if "prior_keypoints2d" not in batch:

@@ -454,7 +454,7 @@ class AJAHR(nn.Module):
             joints_direct = self.mean_joints_direct + self.joints_head(query).float().view(-1, 24, 3)
             # Rotation of the rest frame onto the regressed one, then the residual (identity at 0).
             frame_root = root_frame(joints_direct) @ self.rest_root_frame.T
-            identity6d = matrix_to_rotation_6d(torch.eye(3, device=query.device))
+            identity6d = self.mean_body6d[0]  # the rest pose's joint rotation: identity
             root_residual = rotation_6d_to_matrix((identity6d + residual[:, :6])[:, None], zero_below=0.0)[
                 :, 0
             ]

@@ -22,8 +22,8 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-# BlazePose's 33 landmarks -> COCO-17 (the same table as data.keypoint_prior, which this script
-# cannot import).
+# BlazePose's 33 landmarks -> COCO-17 (nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
+# ankles; the person's left first, as in COCO).
 COCO_FROM_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 PROGRESS_EVERY = 25
 # A found person's joints keep a confidence above 0, which the readers take for "not found".

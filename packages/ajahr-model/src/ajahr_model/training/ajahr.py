@@ -137,12 +137,8 @@ def train_detector(
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if config.prior_input:
-            detections = wrapped(batch["image"], batch["prior_keypoints2d"], batch["prior_confidence"])
-        else:
-            detections = wrapped(batch["image"])
         return detector_loss(
-            detections,
+            detect_batch(wrapped, batch),
             batch["keypoints2d"],
             batch["keypoint_state"],
             config.heatmap_sigma,
@@ -199,12 +195,6 @@ def load_detector(path: Path, device: torch.device | str = "cpu") -> KeypointDet
     model = KeypointDetector(DetectorConfig(**state["config"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval().requires_grad_(False)
-
-
-def detector_needs_prior(path: Path) -> bool:
-    """Whether the detector checkpoint at ``path`` reads the keypoint prior."""
-    state = read_training_checkpoint(path)
-    return bool(state.get("config", {}).get("prior_input", False))
 
 
 @torch.no_grad()
@@ -318,8 +308,9 @@ def train_ajahr(
     torch.manual_seed(settings.train.seed)
     fabric = make_fabric(settings.train)
     fabric.launch()
-    # The detector (in training for BPAC-Net or the query, and at test) may read the prior.
-    detector_reads_prior = detector_path is not None and detector_needs_prior(detector_path)
+    # The frozen detector (eval mode), loaded once: in training for BPAC-Net or the query, at test.
+    detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
+    detector_reads_prior = detector is not None and detector.config.prior_input
     prior = _prior(prior_path, f"the detector {detector_path}") if detector_reads_prior else None
     train_set = A3DDataset(
         index_samples(dataset_dir, "train", TRAIN_PARTS),
@@ -345,7 +336,7 @@ def train_ajahr(
         if detector_path is None:
             option = "bpac_keypoints" if bpac_reads_detector else "query_keypoints"
             raise ValueError(f"{option} is 'detector': give the trained detector (--detector)")
-        train_detector = load_detector(detector_path, fabric.device)  # eval mode, frozen
+        train_detector = detector
 
     def loss_fn(
         wrapped: nn.Module, batch: dict[str, Any], step: int
@@ -396,7 +387,6 @@ def train_ajahr(
     if not result.complete or not fabric.is_global_zero:
         return result
     history = read_training_checkpoint(checkpoint)["history"]
-    detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
     test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS), prior=prior)
     metrics, table = evaluate_model(
         model,
