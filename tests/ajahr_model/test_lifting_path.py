@@ -120,6 +120,27 @@ def test_at_initialisation_the_image_does_not_move_the_query(tiny_tokenizers, bo
     assert moved.vertices.shape == a.vertices.shape
 
 
+def test_at_initialisation_the_second_cross_attention_block_is_the_identity(tiny_tokenizers, body_model):
+    """AJAHR starts as the decoder without BPAC-Net's block: whatever h_token says (here, two
+    different keypoint sets for BPAC-Net), the decoder's answer is the same until it learns."""
+    torch.manual_seed(0)
+    model = build_ajahr(tiny_ajahr(model=LIFTING).settings(), tiny_tokenizers, body_model).eval()
+    image, keypoints = _inputs()
+    intact = torch.full((2, 4), 3)  # the same tokenizer for both, whatever BPAC-Net says
+    with torch.no_grad():
+        a = model(image, keypoints, intact, switching="ground_truth", query_keypoints=keypoints)
+        b = model(
+            image, torch.zeros_like(keypoints), intact, switching="ground_truth", query_keypoints=keypoints
+        )
+        layer = model.layers[0]
+        x = torch.randn(2, 3, layer.bpac.norm_self.normalized_shape[0])
+        h_token = torch.randn(2, 1, layer.bpac.norm_context.normalized_shape[0])
+        torch.testing.assert_close(layer.bpac(x, h_token), x)
+    assert not torch.equal(a.bpac.h_token, b.bpac.h_token)
+    torch.testing.assert_close(a.vertices, b.vertices)
+    torch.testing.assert_close(a.joints_direct, b.joints_direct)
+
+
 def test_bpac_net_can_learn_at_its_own_rate(tiny_tokenizers, body_model):
     settings = tiny_ajahr(optim={"lr": 5e-4, "bpac_lr": 1e-3}).settings()
     model = build_ajahr(settings, tiny_tokenizers, body_model)
