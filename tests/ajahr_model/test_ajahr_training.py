@@ -88,6 +88,13 @@ def test_killing_and_resuming_gives_exactly_the_weights_of_one_run(
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
     metrics = json.loads((tmp_path / "split" / "metrics.json").read_text())
     assert {"test", "per_class", "bpac", "checks", "train"} <= set(metrics)
+    # The training time adds up over the resumes and survives a rerun over the finished checkpoint.
+    assert second.total_seconds == pytest.approx(first.total_seconds + second.seconds, abs=1e-6)
+    assert (
+        metrics["train"]["seconds"] == round(second.total_seconds, 1) >= metrics["train"]["seconds_this_run"]
+    )
+    again = _train(section, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "split")
+    assert again.complete and again.seconds == 0.0 and again.total_seconds == second.total_seconds
     assert (tmp_path / "split" / "predictions.npz").exists()
     assert (tmp_path / "split" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -176,6 +176,7 @@ def train_detector(
         "steps": result.step,
         "corrupt_samples": result.corrupt,
         "seconds_this_run": round(result.seconds, 1),
+        "seconds": round(result.total_seconds, 1),
     }
     _write_json(output_dir / "metrics.json", metrics)
     plot_history(history, output_dir / "loss_curve.png", "2D keypoint detector", ["heatmap", "state"])
@@ -411,6 +412,7 @@ def train_ajahr(
         "steps": result.step,
         "corrupt_samples": result.corrupt,
         "seconds_this_run": round(result.seconds, 1),
+        "seconds": round(result.total_seconds, 1),
     }
     if history:
         metrics["train"]["images_per_s"] = float(np.median([row["images_per_s"] for row in history]))

@@ -54,7 +54,8 @@ class FitResult:
     step: int
     history: list[dict[str, float]] = field(default_factory=list)
     corrupt: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # training time of this call
+    total_seconds: float = 0.0  # of every call that trained this checkpoint (resumes included)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -153,7 +154,7 @@ def fit(
     """
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))
-    step, history, corrupt_seen = 0, [], {}
+    step, history, corrupt_seen, earlier_seconds = 0, [], {}, 0.0
     if checkpoint.exists():
         try:
             raw = read_training_checkpoint(checkpoint)
@@ -171,13 +172,16 @@ def fit(
             optimizer.load_state_dict(raw["optimizer"])
             scheduler.load_state_dict(raw["scheduler"])
             step, history, corrupt_seen = raw["step"], raw["history"], raw.get("corrupt", {})
+            earlier_seconds = float(raw.get("train_seconds", 0.0))
             _set_rng_state(raw["rng"])
             log.info("resumed %s at step %d of %d", checkpoint, step, run.steps)
     wrapped, optimizer = fabric.setup(model, optimizer)
     counter = CorruptCounter(len(dataset), run.max_corrupt_fraction)
     counter.seen.update(corrupt_seen)
 
-    def save(complete: bool) -> None:
+    def save(complete: bool) -> float:
+        """Write the state; returns this call's training seconds, as recorded in it."""
+        seconds = time.monotonic() - started
         state = {
             "format": CHECKPOINT_FORMAT,
             "settings_fp": settings_fp,
@@ -189,6 +193,7 @@ def fit(
             "history": history,
             "corrupt": dict(counter.seen),
             "rng": _rng_state(),
+            "train_seconds": earlier_seconds + seconds,
             **(extra_state or {}),
         }
         if fabric.is_global_zero:
@@ -197,9 +202,10 @@ def fit(
             torch.save(state, temporary)
             os.replace(temporary, checkpoint)
         fabric.barrier()
+        return seconds
 
     if step >= run.steps:
-        return FitResult(True, step, history, counter.count)
+        return FitResult(True, step, history, counter.count, 0.0, earlier_seconds)
     sampler = BalancedBatches(
         parts,
         run.batch_size,
@@ -265,12 +271,12 @@ def fit(
         out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
         out_of_steps = max_steps_this_run is not None and steps_this_run >= max_steps_this_run
         if out_of_time or out_of_steps:
-            save(complete=False)
+            seconds = save(complete=False)
             bar.close()
             log.info("stopped at step %d of %d (limit); the checkpoint resumes it", step, run.steps)
-            return FitResult(False, step, history, counter.count, time.monotonic() - started)
+            return FitResult(False, step, history, counter.count, seconds, earlier_seconds + seconds)
         if step % run.checkpoint_every == 0:
             save(complete=False)
     bar.close()
-    save(complete=True)
-    return FitResult(True, step, history, counter.count, time.monotonic() - started)
+    seconds = save(complete=True)
+    return FitResult(True, step, history, counter.count, seconds, earlier_seconds + seconds)

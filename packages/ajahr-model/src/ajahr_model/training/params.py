@@ -266,11 +266,11 @@ CPU_AJAHR: dict[str, Any] = {
         "root_from_joints": True,
         "rest_pose_token_logit": 6.0,
     },
-    # Tried for 320 steps from scratch on 2 cores: BPAC-Net's amputation class (true keypoints)
-    # reached 9.2x chance with these; see packages/ajahr-model/README.md.
+    # With these and sigma 2, BPAC-Net's amputation class (true keypoints) reaches 11.5x chance
+    # in 240 steps; see packages/ajahr-model/README.md.
     "loss": {"global_orient": 0.01, "bpac": 0.02, "joints_direct": 0.05},
     # lr 5e-4 (1e-3 left the orientation noisier: MPJPE ratio 0.91 vs 0.87); BPAC-Net keeps
-    # 1e-3, at which its amputation class learned (4.7x chance with true keypoints, 0.4x at 5e-4).
+    # 1e-3 (at sigma 1 its amputation class learned at 1e-3, 4.7x chance, and not at 5e-4, 0.4x).
     "optim": {"lr": 5e-4, "bpac_lr": 1e-3, "schedule": "cosine", "warmup_steps": 30},
     # No in-plane rotation and less scaling: in 240 steps the lifting learns more from keypoints
     # that keep their usual layout (MPJPE ratio 0.877 / 0.892 against 0.895 / 0.902).
