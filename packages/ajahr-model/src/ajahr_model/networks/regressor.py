@@ -109,7 +109,15 @@ class Attention(nn.Module):
 class _Block(nn.Module):
     """Pre-norm self-attention, cross-attention to ``context`` and feed-forward, each residual."""
 
-    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int, mlp_dim: int):
+    def __init__(
+        self,
+        dim: int,
+        context_dim: int,
+        heads: int,
+        head_dim: int,
+        mlp_dim: int,
+        identity_at_init: bool = False,
+    ):
         super().__init__()
         self.norm_self = nn.LayerNorm(dim)
         self.norm_cross = nn.LayerNorm(dim)
@@ -120,9 +128,14 @@ class _Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
         # The cross-attention branch starts at zero (a zero-initialised residual branch): what an
         # untrained backbone's tokens say is noise, which would otherwise swamp the query (and
-        # the keypoints embedded in it) from the first step.
-        nn.init.zeros_(self.cross_attn.to_out.weight)
-        nn.init.zeros_(self.cross_attn.to_out.bias)
+        # the keypoints embedded in it) from the first step. ``identity_at_init``: every branch
+        # does, and the whole block starts as the identity.
+        branches = [self.cross_attn.to_out]
+        if identity_at_init:
+            branches += [self.self_attn.to_out, self.ff[-1]]
+        for branch in branches:
+            nn.init.zeros_(branch.weight)
+            nn.init.zeros_(branch.bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         h = self.norm_self(x)
@@ -138,15 +151,13 @@ class DecoderLayer(nn.Module):
     def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int, mlp_dim: int, second: bool):
         super().__init__()
         self.image = _Block(dim, context_dim, heads, head_dim, mlp_dim)
-        self.bpac = _Block(dim, context_dim, heads, head_dim, mlp_dim) if second else None
-        if self.bpac is not None:
-            # The whole second block starts as the identity (every residual branch at zero), so
-            # AJAHR starts as the single-attention decoder and learns what h_token adds. With
-            # random self-attention and feed-forward branches here, the cpu profile's 240 steps
-            # gave test MPJPE 243 or 274 mm depending on the seed (README).
-            for branch in (self.bpac.self_attn.to_out, self.bpac.ff[-1]):
-                nn.init.zeros_(branch.weight)
-                nn.init.zeros_(branch.bias)
+        # The second block starts as the identity, so AJAHR starts as the single-attention
+        # decoder and learns what h_token adds. With random self-attention and feed-forward
+        # branches here, the cpu profile's 240 steps gave test MPJPE 243 or 274 mm depending on
+        # the seed (README).
+        self.bpac = (
+            _Block(dim, context_dim, heads, head_dim, mlp_dim, identity_at_init=True) if second else None
+        )
 
     def forward(self, x: torch.Tensor, image_tokens: torch.Tensor, h_token: torch.Tensor) -> torch.Tensor:
         x = self.image(x, image_tokens)
