@@ -128,3 +128,8 @@ bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbon
 .PHONY: probe-orientation
 probe-orientation: $(STAMP) ## Which input lets a network learn the orientation: true / detected keypoints, the image; lifters from keypoints (~8 min)
 	$(BIN)/python benchmarks/probe_orientation.py
+
+.PHONY: seed-study
+seed-study: $(STAMP) $(BLAZEPOSE_STAMP) ## Train the evaluated models at several seeds (params seed_study): spread and AJAHR's gains over seeds (~9 min a seed on 2 cores)
+	$(BIN)/dvc repro validate_a3d train_tokenizers keypoint_prior train_keypoints
+	$(BIN)/ajahr seed-study --params params.yaml

@@ -73,6 +73,32 @@ def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
     return fingerprint(dumped, code_fingerprint(code), extra)
 
 
+def _detector_readers(settings: Any) -> tuple[bool, bool]:
+    """Whether BPAC-Net and the keypoint query read the detector's keypoints in training (the
+    others read the noisy ground truth); each only when the model has that part."""
+    bpac = settings.bpac_keypoints == "detector" and settings.model.use_bpac
+    query = settings.query_keypoints == "detector" and settings.model.keypoint_query
+    return bool(bpac), bool(query)
+
+
+def ajahr_weights_fingerprint(
+    settings: AJAHRSettings, tokenizer_dir: Path, detector_path: Path | None, bpac_weights: Path | None
+) -> str:
+    """What an AJAHR (or baseline) checkpoint was trained from: its settings, the code that
+    shapes its weights, the tokenizers, BPAC-Net's start weights and, when training reads it, the
+    detector. A checkpoint with another fingerprint is set aside and the run starts over."""
+    tokenizers = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in settings.tokenizers]
+    reads_detector = any(_detector_readers(settings)) and detector_path is not None
+    return _weights_fp(
+        settings,
+        AJAHR_CODE,
+        tokenizers=tokenizers,
+        bpac_weights=str(bpac_weights),
+        # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
+        detector=read_training_fp(detector_path) if reads_detector else None,
+    )
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -330,8 +356,7 @@ def train_ajahr(
     noise = settings.augmentation.keypoint_noise if settings.augmentation.enabled else 0.0
     # Who reads the detector's keypoints in training: BPAC-Net (bpac_keypoints) and/or the
     # keypoint query (query_keypoints); the others read the noisy ground truth.
-    bpac_reads_detector = settings.bpac_keypoints == "detector" and model.bpac is not None
-    query_reads_detector = settings.query_keypoints == "detector" and model.keypoint_query is not None
+    bpac_reads_detector, query_reads_detector = _detector_readers(settings)
     train_detector = None
     if bpac_reads_detector or query_reads_detector:
         if detector_path is None:
@@ -360,7 +385,6 @@ def train_ajahr(
         return ajahr_loss(output, batch, weights)
 
     checkpoint = output_dir / "checkpoint.pt"
-    tokenizer_fp = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in settings.tokenizers]
     result = fit(
         fabric=fabric,
         model=model,
@@ -371,14 +395,7 @@ def train_ajahr(
         run=settings.train,
         optim=settings.optim,
         checkpoint=checkpoint,
-        settings_fp=_weights_fp(
-            settings,
-            AJAHR_CODE,
-            tokenizers=tokenizer_fp,
-            bpac_weights=str(bpac_weights),
-            # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
-            detector=read_training_fp(detector_path) if train_detector is not None else None,
-        ),
+        settings_fp=ajahr_weights_fingerprint(settings, tokenizer_dir, detector_path, bpac_weights),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,
         max_steps_this_run=max_steps_this_run,
