@@ -109,6 +109,25 @@ def test_amputated_joints_are_zero_matrices_and_the_limb_collapses_onto_its_join
         torch.testing.assert_close(out.joints[0, child], out.joints[0, 19], atol=1e-5, rtol=0)
 
 
+def test_only_the_labels_amputate_a_joint_the_tokenizer_decodes_short(ajahr, monkeypatch):
+    # A soft codebook lookup can decode a present joint as a short 6D vector, which the tokenizer
+    # alone would read as "amputated". The regressor keeps it a rotation (with a gradient), and
+    # zeroes exactly the joints of the label.
+    image, keypoints = _inputs(batch=2)
+    short = torch.zeros(2, 21, 6)
+    short[..., 0] = short[..., 4] = 0.05  # a small identity in 6D
+    short.requires_grad_(True)
+    monkeypatch.setattr(ajahr, "decode_pose", lambda logits, amputee: short)
+    labels = head_labels_from_classes(torch.tensor([1, 12]))  # right elbow; intact
+    out = ajahr(image, keypoints, labels, switching="ground_truth")
+    body = out.rotmats[:, 1:22]
+    zeroed_body = out.zeroed[:, 1:22]
+    assert (body[zeroed_body] == 0).all()
+    torch.testing.assert_close(torch.linalg.det(body[~zeroed_body]), torch.ones(int((~zeroed_body).sum())))
+    out.joints[1].sum().backward()
+    assert short.grad[1].abs().sum() > 0
+
+
 def test_ground_truth_zeroing_applies_to_a_predicted_switch(ajahr):
     image, keypoints = _inputs(batch=2)
     labels = head_labels_from_classes(torch.tensor([8, 12]))

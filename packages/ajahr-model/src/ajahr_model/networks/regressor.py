@@ -483,12 +483,15 @@ class AJAHR(nn.Module):
         betas = residual[:, 6 : 6 + nb]
         camera = self.mean_camera + residual[:, 6 + nb : 9 + nb]
         hands6d = (self.mean_hands6d + residual[:, 9 + nb :]).view(-1, 2, 6)
-        # Only the tokenizer's output may decode an amputated joint as zero; the residual heads
-        # are proper rotations.
+        # Every joint is a proper rotation here; amputation is the zeroing by labels below, not
+        # the length of the tokenizer's 6D output. A soft lookup into the amputee codebook
+        # decodes some present joints short: read as amputated, they collapsed 12-18% of the
+        # present joints (their limbs, with no gradient to bring them back) whenever the amputee
+        # tokenizer was used, and AJAHR trailed the baselines at every seed (README).
         rotmats = torch.cat(
             [
                 rotation_6d_to_matrix(root6d[:, None], zero_below=0.0),
-                rotation_6d_to_matrix(body6d.float()),
+                rotation_6d_to_matrix(body6d.float(), zero_below=0.0),
                 rotation_6d_to_matrix(hands6d, zero_below=0.0),
             ],
             dim=1,
