@@ -15,6 +15,12 @@ app = typer.Typer(help="AJAHR model: pose tokenizers, BPAC-Net, the regressor.",
 log = logging.getLogger("ajahr_model")
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The project's params.yaml.")
+DATASET_OPTION = typer.Option(
+    Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
+)
+TOKENIZERS_OPTION = typer.Option(
+    Path("models/tokenizers"), "--tokenizers", help="Folder of the two tokenizers."
+)
 # Exit status of a run that stopped before its last step (time or step limit): not a failure, but
 # its outputs are not complete, so an orchestrator (DVC) must not record them as the stage's.
 EXIT_INCOMPLETE = 3
@@ -203,9 +209,7 @@ def _run_limits_note(result, total: int) -> None:
 @app.command("keypoint-prior")
 def keypoint_prior(
     params_file: Path = PARAMS_OPTION,
-    dataset_dir: Path = typer.Option(
-        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
-    ),
+    dataset_dir: Path = DATASET_OPTION,
     output_dir: Path = typer.Option(
         Path("data/keypoint_prior"), "--output-dir", help="Where blazepose.npz goes."
     ),
@@ -243,9 +247,7 @@ def keypoint_prior(
 @app.command("train-keypoints")
 def train_keypoints(
     params_file: Path = PARAMS_OPTION,
-    dataset_dir: Path = typer.Option(
-        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
-    ),
+    dataset_dir: Path = DATASET_OPTION,
     output_dir: Path = typer.Option(
         Path("models/keypoints"), "--output-dir", help="Where checkpoint, metrics and curve go."
     ),
@@ -298,12 +300,8 @@ def train_keypoints(
 @app.command("train-ajahr")
 def train_ajahr(
     params_file: Path = PARAMS_OPTION,
-    dataset_dir: Path = typer.Option(
-        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
-    ),
-    tokenizer_dir: Path = typer.Option(
-        Path("models/tokenizers"), "--tokenizers", help="Folder of the two tokenizers."
-    ),
+    dataset_dir: Path = DATASET_OPTION,
+    tokenizer_dir: Path = TOKENIZERS_OPTION,
     detector: Path | None = typer.Option(
         Path("models/keypoints/checkpoint.pt"),
         "--detector",
@@ -398,9 +396,7 @@ def train_ajahr(
 @app.command("report")
 def report(
     params_file: Path = PARAMS_OPTION,
-    dataset_dir: Path = typer.Option(
-        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
-    ),
+    dataset_dir: Path = DATASET_OPTION,
     evaluations: Path = typer.Option(
         Path("models/evaluation"),
         "--evaluations",
@@ -447,12 +443,8 @@ def report(
 @app.command("seed-study")
 def seed_study(
     params_file: Path = PARAMS_OPTION,
-    dataset_dir: Path = typer.Option(
-        Path("data/a3d"), "--dataset", help="The A3D folder (relative to the params file)."
-    ),
-    tokenizer_dir: Path = typer.Option(
-        Path("models/tokenizers"), "--tokenizers", help="Folder of the two tokenizers."
-    ),
+    dataset_dir: Path = DATASET_OPTION,
+    tokenizer_dir: Path = TOKENIZERS_OPTION,
     detector: Path = typer.Option(
         Path("models/keypoints/checkpoint.pt"), "--detector", help="The trained keypoint detector."
     ),

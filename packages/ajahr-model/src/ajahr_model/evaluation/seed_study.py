@@ -245,7 +245,7 @@ def summarise(evaluations: dict[int, dict[str, Evaluation]]) -> dict[str, Any]:
     out["mean_pose_mpjpe"] = {part: reference[part]["mean_pose"]["mpjpe"] for part in TEST_PARTS}
     baselines = [v for v in ("hmr2", "tokenhmr") if v in variants]
     if "ajahr" in variants and baselines:
-        out["gains"], beats, level = {}, [], []
+        out["gains"] = {}
         for baseline in baselines:
             for part in GAIN_PARTS:
                 per_seed = [
@@ -262,12 +262,15 @@ def summarise(evaluations: dict[int, dict[str, Evaluation]]) -> dict[str, Any]:
                     "seeds_better": sum(g - h > 0 for g, h in per_seed),
                     "seeds_worse": sum(g + h < 0 for g, h in per_seed),
                 }
-                (beats if part == "amputee" else level).append(
-                    mean - half > 0 if part == "amputee" else mean + half >= 0
-                )
         # Beating: the mean gain over seeds positive beyond its 95% interval over seeds; level:
         # not negative beyond it. The interval is over training runs, not over test samples.
-        out["findings"] = {"beats_baselines_on_amputee": all(beats), "level_on_non_amputee": all(level)}
+        by_part = {
+            part: [g for n, g in out["gains"].items() if n.startswith(f"{part}_over_")] for part in GAIN_PARTS
+        }
+        out["findings"] = {
+            "beats_baselines_on_amputee": all(g["mean_mm"] - g["ci95_mm"] > 0 for g in by_part["amputee"]),
+            "level_on_non_amputee": all(g["mean_mm"] + g["ci95_mm"] >= 0 for g in by_part["non_amputee"]),
+        }
     return out
 
 
