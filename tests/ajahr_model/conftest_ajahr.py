@@ -60,13 +60,18 @@ def make_tokenizers(root: Path, body_model) -> Path:
     return root
 
 
-def tiny_ajahr(**overrides: Any) -> AJAHRSection:
+def tiny_ajahr_section(**overrides: Any) -> dict[str, Any]:
+    """The ``ajahr`` section of a params file for tiny runs (``overrides`` update its profile)."""
     profile = {"model": copy.deepcopy(TINY_MODEL), "optim": {"lr": 1e-3}, "train": dict(TINY_RUN)}
     for key, value in overrides.items():
         profile.setdefault(key, {}).update(value) if isinstance(value, dict) else profile.__setitem__(
             key, value
         )
-    return AJAHRSection.model_validate({"profile": "cpu", "profiles": {"cpu": profile}})
+    return {"profile": "cpu", "profiles": {"cpu": profile}}
+
+
+def tiny_ajahr(**overrides: Any) -> AJAHRSection:
+    return AJAHRSection.model_validate(tiny_ajahr_section(**overrides))
 
 
 def tiny_keypoints(**train: Any) -> KeypointsSection:

@@ -94,8 +94,35 @@ def test_balanced_batches_are_half_amputee_repeatable_and_restart_at_any_batch()
         assert len({i for i, _ in batch}) == 8
     restarted = iter(BalancedBatches(parts, batch_size=8, amputee_fraction=0.5, seed=1, start_batch=3))
     assert next(restarted) == first[3]
-    ranks = [BalancedBatches(parts, 8, 0.5, 1, rank=r, world_size=2).batch(0) for r in (0, 1)]
-    assert sorted(ranks[0] + ranks[1]) == sorted(first[0]) and not set(ranks[0]) & set(ranks[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    world_size=st.sampled_from([2, 4]),
+    per_rank=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+    number=st.integers(0, 1_000),
+)
+def test_each_process_takes_an_even_share_of_the_amputees_and_of_the_others(
+    world_size, per_rank, seed, number
+):
+    """Under DDP the global batch is the single-process one, cut so that each rank keeps the
+    50/50 split (a rank without amputees would leave the amputee tokenizer's head idle)."""
+    parts = ["amputee"] * 20 + ["non_amputee"] * 30
+    batch_size = 2 * per_rank * world_size
+    whole = BalancedBatches(parts, batch_size, 0.5, seed).batch(number)
+    shares = [BalancedBatches(parts, batch_size, 0.5, seed, rank=r, world_size=world_size).batch(number)
+              for r in range(world_size)]  # fmt: skip
+    assert sorted(sum(shares, [])) == sorted(whole)
+    for share in shares:
+        assert len(share) == 2 * per_rank
+        assert sum(parts[i] == "amputee" for i, _ in share) == per_rank
+        assert share == [pair for pair in whole if pair in share]  # the shuffled order is kept
+
+
+def test_amputees_that_do_not_split_over_the_processes_are_refused():
+    with pytest.raises(ValueError, match="the 3 amputees of a batch of 6 .* over the 2 processes"):
+        BalancedBatches(["amputee"] * 10 + ["non_amputee"] * 10, 6, 0.5, 0, rank=0, world_size=2)
 
 
 def test_a_batch_that_needs_more_amputees_than_the_split_has_is_refused():

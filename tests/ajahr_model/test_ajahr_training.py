@@ -5,6 +5,7 @@ outputs."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -124,6 +125,41 @@ def test_a_nan_loss_stops_naming_the_step_and_samples_and_keeps_the_last_checkpo
             dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train, optim=settings.optim,
             checkpoint=checkpoint, settings_fp="x", progress=False)  # fmt: skip
     assert read_training_checkpoint(checkpoint)["step"] == 2
+
+
+def test_a_batch_lost_to_corrupt_images_is_skipped_and_a_resumed_run_draws_the_next_one(a3d_tiny, tmp_path):
+    """The sampler's batch number runs ahead of the step by one for each skipped batch; the
+    checkpoint keeps it, so resuming after a skip continues with the batch the whole run drew."""
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    refs = index_samples(copy, "train", ["amputee", "non_amputee"])
+    settings = tiny_keypoints(steps=4, batch_size=2, max_corrupt_fraction=1.0).settings()
+    for index, _ in BalancedBatches([r.part for r in refs], 2, 0.5, settings.train.seed).batch(1):
+        offset, size = refs[index].image
+        with open(refs[index].shard, "r+b") as shard:  # batch 1 loses both its images
+            shard.seek(offset)
+            shard.write(b"\x00" * size)
+    dataset = A3DDataset(refs)
+
+    def run(checkpoint, **limits):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+
+        def loss_fn(wrapped, batch, step):
+            return wrapped(batch["image"].float().mean((2, 3)) / 255).square().mean(), {}
+
+        return fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()),
+                   loss_fn=loss_fn, dataset=dataset, parts=[r.part for r in refs], run=settings.train,
+                   optim=settings.optim, checkpoint=checkpoint, settings_fp="x", progress=False, **limits)  # fmt: skip
+
+    whole = run(tmp_path / "whole.pt")
+    assert whole.complete and whole.corrupt >= 2
+    assert read_training_checkpoint(tmp_path / "whole.pt")["batches_drawn"] >= 5  # 4 steps, 1 skip
+    first = run(tmp_path / "split.pt", max_steps_this_run=2)  # steps on batches 0 and 2
+    assert read_training_checkpoint(tmp_path / "split.pt")["batches_drawn"] == 3 and first.step == 2
+    run(tmp_path / "split.pt")
+    a, b = (read_training_checkpoint(tmp_path / name)["model"] for name in ("whole.pt", "split.pt"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tmp_path):

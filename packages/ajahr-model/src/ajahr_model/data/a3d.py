@@ -287,7 +287,10 @@ class BalancedBatches(Sampler):
 
     Batch ``b`` is drawn with ``numpy.random.default_rng([seed, b])`` (without replacement inside
     a batch), so the stream restarts exactly at any batch. With ``world_size`` > 1 each rank takes
-    its slice of every global batch. Items are ``(sample index, draw number)`` pairs.
+    its share of every global batch, the amputees and the others split evenly, so that every
+    process's batch keeps ``amputee_fraction`` (DDP averages the ranks' gradients, and a rank
+    without amputees would leave the amputee tokenizer's head without one). Items are
+    ``(sample index, draw number)`` pairs.
     """
 
     def __init__(
@@ -308,6 +311,11 @@ class BalancedBatches(Sampler):
         self.batch_size, self.seed, self.start_batch = batch_size, seed, start_batch
         self.rank, self.world_size = rank, world_size
         self.num_amputee = round(batch_size * amputee_fraction)
+        if world_size > 1 and self.num_amputee % world_size:
+            raise ValueError(
+                f"the {self.num_amputee} amputees of a batch of {batch_size} (amputee_fraction "
+                f"{amputee_fraction}) do not split evenly over the {world_size} processes"
+            )
         for name, pool, need in (
             ("amputee", self.amputee, self.num_amputee),
             ("non-amputee", self.others, batch_size - self.num_amputee),
@@ -328,7 +336,14 @@ class BalancedBatches(Sampler):
         rng.shuffle(chosen)
         draws = number * self.batch_size + np.arange(self.batch_size)
         pairs = list(zip(chosen.tolist(), draws.tolist(), strict=True))
-        return pairs[self.rank :: self.world_size]
+        if self.world_size == 1:
+            return pairs
+        # Every world_size-th amputee and every world_size-th other, in the shuffled order.
+        is_amputee = np.isin(chosen, self.amputee)
+        share = np.zeros(len(pairs), dtype=bool)
+        for group in (np.flatnonzero(is_amputee), np.flatnonzero(~is_amputee)):
+            share[group[self.rank :: self.world_size]] = True
+        return [pair for pair, mine in zip(pairs, share, strict=True) if mine]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         number = self.start_batch

@@ -8,6 +8,12 @@ states are saved and restored with the weights, optimiser and scheduler.
 
 A checkpoint is written to a temporary name and renamed. A non-finite loss stops the run with
 the step and the samples named and writes nothing, so the last good checkpoint stays.
+
+Under DDP every decision that ends or skips a step is taken by all processes together (a small
+all-reduce): a time limit reached by one rank, a non-finite loss on one rank, a batch that lost
+all its samples to corrupt images. A rank that decided alone would leave the others waiting in
+the next gradient all-reduce for ever. Each rank's RNG state is saved, and the logged loss is the
+mean over ranks. With one process none of this communicates, and the run is what it was.
 """
 
 from __future__ import annotations
@@ -128,6 +134,41 @@ def set_aside(path: Path, reason: str) -> Path:
     return target
 
 
+def _sum_over_ranks(fabric: Fabric, *values: float) -> list[float]:
+    """Each value summed over the processes (one all-reduce); the values themselves with one."""
+    if fabric.world_size == 1:
+        return list(values)
+    summed = fabric.all_reduce(
+        torch.tensor(values, dtype=torch.float64, device=fabric.device), reduce_op="sum"
+    )
+    return summed.tolist()
+
+
+def _gather(fabric: Fabric, value: Any) -> list[Any]:
+    """Every process's ``value``, in rank order (a picklable object; ``[value]`` with one)."""
+    if fabric.world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * fabric.world_size
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def _mean_over_ranks(fabric: Fabric, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    values = {"loss": loss.detach(), **{k: torch.as_tensor(v).detach() for k, v in terms.items()}}
+    if fabric.world_size > 1:
+        stacked = torch.stack([v.float().to(fabric.device) for v in values.values()])
+        values = dict(zip(values, fabric.all_reduce(stacked, reduce_op="mean"), strict=True))
+    return {k: float(v) for k, v in values.items()}
+
+
+def _non_finite_message(step: int, reports: list[Any], world_size: int, checkpoint: Path) -> str:
+    where = []
+    for rank, value, terms, keys in (r for r in reports if r is not None):
+        on_rank = f" (process {rank})" if world_size > 1 else ""
+        where.append(f"the loss is {value} ({terms}) on samples {keys}{on_rank}")
+    return f"step {step}: {'; '.join(where)}; nothing was saved, {checkpoint} keeps the last good state"
+
+
 def fit(
     *,
     fabric: Fabric,
@@ -155,6 +196,9 @@ def fit(
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))
     step, history, corrupt_seen, earlier_seconds = 0, [], {}, 0.0
+    # Batches taken from the sampler: one more than the steps for each batch skipped (all its
+    # samples corrupt), so that a resumed run draws the batch the uninterrupted one drew next.
+    batches_drawn = 0
     if checkpoint.exists():
         try:
             raw = read_training_checkpoint(checkpoint)
@@ -172,8 +216,11 @@ def fit(
             optimizer.load_state_dict(raw["optimizer"])
             scheduler.load_state_dict(raw["scheduler"])
             step, history, corrupt_seen = raw["step"], raw["history"], raw.get("corrupt", {})
+            batches_drawn = raw.get("batches_drawn", step)
             earlier_seconds = float(raw.get("train_seconds", 0.0))
-            _set_rng_state(raw["rng"])
+            per_rank = raw.get("rng_per_rank")
+            same_world = per_rank is not None and len(per_rank) == fabric.world_size
+            _set_rng_state(per_rank[fabric.global_rank] if same_world else raw["rng"])
             log.info("resumed %s at step %d of %d", checkpoint, step, run.steps)
     wrapped, optimizer = fabric.setup(model, optimizer)
     counter = CorruptCounter(len(dataset), run.max_corrupt_fraction)
@@ -182,17 +229,20 @@ def fit(
     def save(complete: bool) -> float:
         """Write the state; returns this call's training seconds, as recorded in it."""
         seconds = time.monotonic() - started
+        rng = _gather(fabric, _rng_state())  # every rank's, so each resumes its own stream
         state = {
             "format": CHECKPOINT_FORMAT,
             "settings_fp": settings_fp,
             "step": step,
+            "batches_drawn": batches_drawn,
             "complete": complete,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "history": history,
             "corrupt": dict(counter.seen),
-            "rng": _rng_state(),
+            "rng": rng[0],
+            **({"rng_per_rank": rng} if fabric.world_size > 1 else {}),
             "train_seconds": earlier_seconds + seconds,
             **(extra_state or {}),
         }
@@ -211,7 +261,7 @@ def fit(
         run.batch_size,
         run.amputee_fraction,
         run.seed,
-        start_batch=step,
+        start_batch=batches_drawn,
         rank=fabric.global_rank,
         world_size=fabric.world_size,
     )
@@ -235,15 +285,26 @@ def fit(
         mininterval=10 if not os.isatty(2) else 0.1,
     )
     for batch in loader:
-        counter.add(batch["corrupt"])
-        if not batch["keys"]:
+        batches_drawn += 1
+        corrupt, empty = _sum_over_ranks(fabric, len(batch["corrupt"]), float(not batch["keys"]))
+        if corrupt:
+            for share in _gather(fabric, batch["corrupt"]):  # every rank counts every rank's
+                counter.add(share)
+        if empty:  # some rank has nothing left of its share: the step is skipped everywhere
             continue
         loss, terms = loss_fn(wrapped, batch, step)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"step {step}: the loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} }) "
-                f"on samples {batch['keys'][:8]}; nothing was saved, {checkpoint} keeps the last good state"
-            )
+        finite = bool(torch.isfinite(loss))
+        if _sum_over_ranks(fabric, float(not finite))[0]:
+            report = None
+            if not finite:
+                report = (
+                    fabric.global_rank,
+                    loss.item(),
+                    {k: float(v) for k, v in terms.items()},
+                    batch["keys"][:8],
+                )
+            reports = _gather(fabric, report)
+            raise NonFiniteLossError(_non_finite_message(step, reports, fabric.world_size, checkpoint))
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(loss)
         if optim.grad_clip is not None:
@@ -256,19 +317,22 @@ def fit(
         bar.update(1)
         if step % run.log_every == 0 or step == run.steps:
             elapsed = time.monotonic() - window_start
+            means = _mean_over_ranks(fabric, loss, terms)
             row = {
                 "step": step,
-                "loss": float(loss.detach()),
+                "loss": means.pop("loss"),
                 "lr": scheduler.get_last_lr()[0],
                 "images_per_s": window_images / max(elapsed, 1e-9),
             }
-            row.update({k: float(v) for k, v in terms.items()})
+            row.update(means)
             history.append(row)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
             window_start, window_images = time.monotonic(), 0
         if step >= run.steps:
             break
         out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
+        if max_minutes is not None:  # the clocks differ: the first rank past the limit stops all
+            out_of_time = _sum_over_ranks(fabric, float(out_of_time))[0] > 0
         out_of_steps = max_steps_this_run is not None and steps_this_run >= max_steps_this_run
         if out_of_time or out_of_steps:
             seconds = save(complete=False)

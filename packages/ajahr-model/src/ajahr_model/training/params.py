@@ -67,7 +67,8 @@ class RunSettings(_Section):
     """How a run is executed and checkpointed.
 
     precision: Lightning Fabric precision ("32-true", "bf16-mixed", "16-mixed").
-    devices: GPUs (DDP over them when > 1; one CPU process otherwise).
+    devices: processes, one per GPU, DDP between them when > 1 (with ``accelerator: cpu``, that
+    many CPU processes over gloo: how the DDP path is tested on machines without a GPU).
     max_corrupt_fraction: the run fails once more than this share of the split's samples turned
     out undecodable (each is skipped and counted).
     """
