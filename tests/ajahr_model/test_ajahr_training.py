@@ -12,7 +12,7 @@ import torch
 
 from a3d_data.synthesis.schema import KeypointState
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
-from ajahr_model.training.ajahr import build_ajahr, train_ajahr, train_detector
+from ajahr_model.training.ajahr import build_ajahr, load_trained_model, train_ajahr, train_detector
 from ajahr_model.training.loop import NonFiniteLossError, fit, make_fabric, read_training_checkpoint
 from ajahr_model.training.losses import LossWeights, ajahr_loss
 from ajahr_model.training.params import AJAHRSection
@@ -98,6 +98,27 @@ def test_killing_and_resuming_gives_exactly_the_weights_of_one_run(
     assert again.complete and again.seconds == 0.0 and again.total_seconds == second.total_seconds
     assert (tmp_path / "split" / "predictions.npz").exists()
     assert (tmp_path / "split" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_a_compiled_backbone_is_compiled_and_its_checkpoint_loads_and_resumes_uncompiled(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    """train.compile changes how fast, not what is learned: the checkpoint keeps the backbone's
+    own parameter names, so a run resumes without compiling and the model loads for inference."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    first = _train(tiny_ajahr(train={"steps": 4, "compile": True}), a3d_tiny, tiny_tokenizers, body_model,
+                   tmp_path, max_steps_this_run=2)  # fmt: skip
+    assert counters["stats"]["unique_graphs"] >= 1  # the backbone's forward went through dynamo
+    saved = read_training_checkpoint(tmp_path / "checkpoint.pt")
+    assert first.step == 2 and not any("_orig_mod" in name for name in saved["model"])
+    second = _train(tiny_ajahr(train={"steps": 4}), a3d_tiny, tiny_tokenizers, body_model, tmp_path)
+    assert second.complete and second.step == 4 and not list(tmp_path.glob("checkpoint.settings-*"))
+    model = load_trained_model(tmp_path / "checkpoint.pt", tiny_tokenizers, body_model)
+    assert not model.training
 
 
 def test_changed_settings_set_the_old_checkpoint_aside_instead_of_resuming(

@@ -403,7 +403,9 @@ class AJAHR(nn.Module):
             x = F.interpolate(
                 x, size=(self.config.image_height, self.config.image_width), mode="bilinear", antialias=True
             )
-        tokens = self.backbone.forward_features(x)
+        # Without a classifier or pooling, the ViT's forward is its forward_features; calling the
+        # module (not the method) is what a compiled backbone (train.compile) compiles.
+        tokens = self.backbone(x)
         return tokens[:, getattr(self.backbone, "num_prefix_tokens", 0) :]
 
     def decode_pose(self, logits: dict[str, torch.Tensor], amputee: torch.Tensor) -> torch.Tensor:

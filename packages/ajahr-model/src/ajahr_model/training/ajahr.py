@@ -351,7 +351,9 @@ def train_ajahr(
         load_imagenet_weights(model.bpac, bpac_weights)
     model = model.to(fabric.device)
     if settings.train.compile:
-        model.backbone = torch.compile(model.backbone)
+        # In place: the checkpoint keeps the backbone's own parameter names (a torch.compile
+        # wrapper would prefix them with _orig_mod, which no uncompiled model loads).
+        model.backbone.compile()
     weights = settings.loss.weights()
     noise = settings.augmentation.keypoint_noise if settings.augmentation.enabled else 0.0
     # Who reads the detector's keypoints in training: BPAC-Net (bpac_keypoints) and/or the
