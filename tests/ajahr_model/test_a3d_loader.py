@@ -149,3 +149,35 @@ def test_a_corrupt_image_is_skipped_and_counted_and_too_many_fail_the_run(a3d_ti
     assert tolerant.count == 1
     with pytest.raises(CorruptSamplesError, match="1 corrupt samples, more than the 0 allowed"):
         CorruptCounter(len(dataset), max_fraction=0.0).add(batch["corrupt"])
+
+
+def test_labels_with_a_broken_zip_directory_are_a_corrupt_sample_not_a_dead_worker(a3d_tiny, tmp_path):
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    refs = index_samples(copy, "train", ["amputee", "non_amputee"])
+    offset, size = refs[2].labels
+    with open(refs[2].shard, "r+b") as shard:  # the npz keeps its zip header, loses its directory
+        shard.seek(offset + size - 64)
+        shard.write(b"\x00" * 64)
+    bad = A3DDataset(refs)[2]
+    assert not bad["ok"] and refs[2].key in bad["error"]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_loader_workers_forked_after_the_parent_read_each_read_their_own_file(a3d_tiny):
+    """The parent reads labels before the loader starts (the mean pose, the mean root); forked
+    workers must not share its open shard files, whose one file offset their seeks would race on."""
+    import torch
+
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    expected = [dataset[i]["key"] for i in range(len(dataset))]  # the parent opens every shard
+    assert all(dataset[i]["ok"] for i in range(len(dataset)))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=[[i] * 24 for i in range(len(dataset))] * 4,
+        num_workers=4,
+        collate_fn=collate,
+        multiprocessing_context="fork",
+    )
+    for number, batch in enumerate(loader):
+        assert batch["corrupt"] == [] and batch["keys"] == [expected[number % len(dataset)]] * 24

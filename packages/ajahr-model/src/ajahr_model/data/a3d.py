@@ -13,7 +13,9 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import tarfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,11 +211,16 @@ class A3DDataset(Dataset):
         if prior is not None:
             prior.check_covers([ref.key for ref in self.refs])
         self._handles: dict[Path, Any] = {}
+        self._handles_pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self.refs)
 
     def _read(self, shard: Path, span: tuple[int, int]) -> bytes:
+        if self._handles_pid != os.getpid():
+            # A forked loader worker inherits the parent's open files, and with them one file
+            # offset shared by every process: their seeks would race. Each process opens its own.
+            self._handles, self._handles_pid = {}, os.getpid()
         handle = self._handles.get(shard)
         if handle is None:
             handle = self._handles[shard] = open(shard, "rb")  # noqa: SIM115 - kept open per worker
@@ -253,7 +260,15 @@ class A3DDataset(Dataset):
         ref = self.refs[index]
         try:
             image, labels = self.load(index)
-        except (OSError, ValueError, KeyError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            zipfile.BadZipFile,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+        ) as err:
             return {"ok": False, "key": ref.key, "index": index, "error": f"{ref.shard}: {ref.key}: {err}"}
         if self.augmentation is not None and draw >= 0:
             rng = np.random.default_rng([self.seed, draw])
