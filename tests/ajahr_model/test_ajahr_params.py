@@ -50,3 +50,13 @@ def test_a_bad_value_names_the_profile_key_where_it_was_written(tmp_path):
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match=r"shared\.loss\.keypoints3d"):
         load_section(path, "ajahr", AJAHRSection)
+
+
+def test_a_detector_reading_the_skeleton_without_the_prior_is_refused(tmp_path):
+    params = {"keypoints": {"profile": "gpu", "profiles": {"gpu": {"model": {"skeleton_context": True}}}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(
+        ParamsError, match=r"skeleton_context reads the keypoint prior's skeleton: set prior_input"
+    ):
+        load_section(path, "keypoints", KeypointsSection).settings()

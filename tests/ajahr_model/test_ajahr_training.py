@@ -12,7 +12,13 @@ import torch
 
 from a3d_data.synthesis.schema import KeypointState
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
-from ajahr_model.training.ajahr import build_ajahr, load_trained_model, train_ajahr, train_detector
+from ajahr_model.training.ajahr import (
+    build_ajahr,
+    load_detector,
+    load_trained_model,
+    train_ajahr,
+    train_detector,
+)
 from ajahr_model.training.loop import NonFiniteLossError, fit, make_fabric, read_training_checkpoint
 from ajahr_model.training.losses import LossWeights, ajahr_loss
 from ajahr_model.training.params import AJAHRSection
@@ -190,6 +196,17 @@ def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tm
     assert set(metrics["amputee"]["state_confusion"]) == {"present", "occluded", "absent"}
     assert 0.0 <= metrics["occlusion"]["state_accuracy"] <= 1.0
     assert (tmp_path / "loss_curve.png").exists()
+
+
+def test_loading_a_detector_leaves_the_random_stream_of_the_next_model_alone(a3d_tiny, tmp_path):
+    # Otherwise the initial weights of the model trained next would depend on which detector
+    # (which architecture) the run loaded.
+    train_detector(tiny_keypoints(steps=1).settings(), a3d_tiny, tmp_path, progress=False)
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    load_detector(tmp_path / "checkpoint.pt")
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_the_keypoint_query_trains_on_the_detectors_keypoints(

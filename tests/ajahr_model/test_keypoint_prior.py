@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from a3d_data.skeleton import BPAC_COCO_KEYPOINTS
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
 from ajahr_model.data.a3d import A3DDataset, Augmentation, collate, index_samples
 from ajahr_model.data.keypoint_prior import (
@@ -16,7 +20,15 @@ from ajahr_model.data.keypoint_prior import (
     PriorError,
     load_keypoint_prior,
 )
-from ajahr_model.networks.keypoints import DetectorConfig, KeypointDetector, detect_batch
+from ajahr_model.networks.keypoints import (
+    SKELETON_BONES,
+    SKELETON_GEOMETRY_DIM,
+    DetectorConfig,
+    KeypointDetector,
+    detect_batch,
+    detector_loss,
+    skeleton_geometry,
+)
 from ajahr_model.prior.run import (
     PYTHON_ENV,
     KeypointPriorError,
@@ -194,3 +206,85 @@ def test_blazepose_runs_on_crops_outside_a_dataset_in_their_order(a3d_tiny):
     assert keypoints.shape == (4, 17, 2) and confidence.shape == (4, 17)
     assert (confidence[3] == 0).all() and (keypoints[3] == 0).all()  # nobody in a black crop
     assert (confidence[:3].max(axis=1) > 0).sum() >= 2
+
+
+def _skeleton(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three jittered standing people about 150 px tall (torso ~70 px) in a 256 px crop."""
+    generator = torch.Generator().manual_seed(seed)
+    template = torch.tensor(
+        [[128, 50]] * 5 + [[148, 80], [108, 80], [155, 115], [101, 115], [158, 145], [98, 145],
+         [140, 150], [116, 150], [142, 190], [114, 190], [143, 225], [113, 225]], dtype=torch.float32,
+    )  # fmt: skip
+    keypoints = template + torch.randn(3, 17, 2, generator=generator) * 6
+    confidence = torch.rand(3, 17, generator=generator) * 0.5 + 0.5
+    return keypoints, confidence
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    scale=st.floats(0.3, 3.0),
+    shift_x=st.floats(-50.0, 50.0),
+    shift_y=st.floats(-50.0, 50.0),
+    seed=st.integers(0, 1000),
+)
+def test_the_skeleton_geometry_does_not_change_when_the_person_is_moved_or_scaled(
+    scale, shift_x, shift_y, seed
+):
+    keypoints, confidence = _skeleton(seed)
+    moved = keypoints * scale + torch.tensor([shift_x, shift_y])
+    base, after = skeleton_geometry(keypoints, confidence), skeleton_geometry(moved, confidence)
+    assert base.shape == (3, SKELETON_GEOMETRY_DIM) and torch.isfinite(base).all()
+    # Everything but the log torso length (the person's size in the crop) is shape alone.
+    torch.testing.assert_close(base[:, :-2], after[:, :-2], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        after[:, -2] - base[:, -2], torch.full((3,), math.log(scale)), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_a_missing_forearm_shows_in_the_skeleton_geometry_and_nobody_found_stays_finite():
+    keypoints, confidence = _skeleton(0)
+    tucked = keypoints.clone()
+    tucked[:, 10] = tucked[:, 8]  # the right wrist put on the right elbow, as on a stump
+    forearm = SKELETON_BONES.index((8, 10))
+    assert (
+        skeleton_geometry(tucked, confidence)[:, forearm]
+        < skeleton_geometry(keypoints, confidence)[:, forearm]
+    ).all()
+    nobody = skeleton_geometry(torch.zeros(1, 17, 2), torch.zeros(1, 17))
+    assert torch.isfinite(nobody).all() and nobody[0, -1] == 0.0  # the "found" feature
+
+
+def test_the_skeleton_context_adds_to_the_absent_logits_of_bpacs_keypoints_and_is_trained_on_its_own():
+    torch.manual_seed(0)
+    config = DetectorConfig(input_size=64, heatmap_sigma=1.0, prior_input=True, skeleton_context=True)
+    detector = KeypointDetector(config)
+    image = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
+    keypoints, confidence = _skeleton(1)
+    keypoints, confidence = torch.cat([keypoints, keypoints[:1]]), torch.cat([confidence, confidence[:1]])
+    det = detector(image, keypoints, confidence)
+    assert det.skeleton_logits.shape == (4, len(BPAC_COCO_KEYPOINTS))
+    assert det.state_logits.shape == (4, 17, 3)
+    # Face keypoints get no skeleton evidence: silencing the skeleton's last layer leaves them as they were.
+    detector.eval()
+    with torch.no_grad():
+        before = detector(image, keypoints, confidence).state_logits
+        detector.skeleton[-1].bias.add_(5.0)
+        after = detector(image, keypoints, confidence).state_logits
+    torch.testing.assert_close(after[:, :5], before[:, :5])
+    torch.testing.assert_close(
+        after[:, 5:, 2] - before[:, 5:, 2], torch.full((4, 12), 5.0), atol=1e-3, rtol=0
+    )
+    torch.testing.assert_close(after[:, :, :2], before[:, :, :2])
+    # The loss has a term of its own for the skeleton's verdict.
+    detector.train()
+    state = torch.full((4, 17), KeypointState.VISIBLE)
+    state[0, [6, 8, 10]] = KeypointState.ABSENT
+    loss, parts = detector_loss(detector(image, keypoints, confidence), keypoints, state, 1.0, 1.0, 8.0)
+    assert set(parts) == {"heatmap", "state", "skeleton"} and parts["skeleton"] > 0
+    loss.backward()
+    assert detector.skeleton[1].weight.grad.abs().sum() > 0
+
+
+def test_the_skeleton_context_needs_the_prior():
+    with pytest.raises(ValueError, match="skeleton_context .* prior_input"):
+        DetectorConfig(skeleton_context=True)

@@ -14,6 +14,13 @@ at that place?), the pooled deepest feature, the joint's identity and the prior'
 its position is the prior's where the prior found the person (BlazePose localises and tells left
 from right far better than a network trained from scratch for a few CPU minutes), the heatmap
 peak where it did not.
+
+With ``skeleton_context`` (needs the prior) every joint's state also reads the shape of the
+prior's whole skeleton: bone lengths and joint positions over the torso length, and the prior's
+confidences (:func:`skeleton_geometry`). An off-the-shelf detector puts the joints of a missing
+limb somewhere, usually tucked onto the stump or the body; a forearm a tenth of its upper arm,
+or a shin of no length, is what gives it away. A per-joint state head sees only the image at its
+own joint and cannot compare one limb with the others.
 """
 
 from __future__ import annotations
@@ -26,11 +33,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from a3d_data.skeleton import NUM_COCO_KEYPOINTS
+from a3d_data.skeleton import BPAC_COCO_KEYPOINTS, NUM_COCO_KEYPOINTS
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
 from ajahr_model.networks.bpac import gaussian_heatmaps, normalise_image
 
 JOINT_EMBEDDING_DIM = 32
+SKELETON_HIDDEN = 128
+
+# Bones whose lengths describe the prior's skeleton: the eight limb bones (upper and lower arm
+# and leg, each side), then the shoulder and hip widths and the two sides of the torso.
+SKELETON_BONES: tuple[tuple[int, int], ...] = (
+    (5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16),
+    (5, 6), (11, 12), (5, 11), (6, 12),
+)  # fmt: skip
+MIN_TORSO_PIXELS = 4.0  # a skeleton the prior did not find has no torso: keep the ratios finite
+# bone lengths + joint positions (x, y) + confidences of BPAC's 12 keypoints + torso scale + found
+SKELETON_GEOMETRY_DIM = len(SKELETON_BONES) + 3 * len(BPAC_COCO_KEYPOINTS) + 2
+
+
+def skeleton_geometry(keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """Scale- and shift-free features (B, SKELETON_GEOMETRY_DIM) of a skeleton (B, 17, 2) crop px
+    with confidences (B, 17): log bone lengths over the torso length (mid-shoulders to mid-hips),
+    the shoulder-to-ankle keypoints relative to the mid-hips over the torso length, their
+    confidences, the log torso length over the crop, and whether any keypoint was found."""
+    points = keypoints.float()
+    mid_shoulders = (points[:, 5] + points[:, 6]) / 2
+    mid_hips = (points[:, 11] + points[:, 12]) / 2
+    torso = (mid_shoulders - mid_hips).norm(dim=-1, keepdim=True).clamp_min(MIN_TORSO_PIXELS)  # (B, 1)
+    first, second = zip(*SKELETON_BONES, strict=True)
+    bones = (points[:, list(first)] - points[:, list(second)]).norm(dim=-1) / torso
+    limb = list(BPAC_COCO_KEYPOINTS)
+    relative = (points[:, limb] - mid_hips[:, None]) / torso[..., None]
+    found = (confidence > 0).any(dim=1, keepdim=True).float()
+    return torch.cat(
+        [
+            torch.log(bones + 1e-2),
+            relative.flatten(1),
+            confidence[:, limb].float(),
+            torch.log(torso / CROP_SIZE),
+            found,
+        ],
+        dim=1,
+    )
 
 
 class JointState(IntEnum):
@@ -56,6 +100,11 @@ class DetectorConfig:
     heatmap_sigma: float = 2.0  # heatmap pixels (the heatmap is input_size / 4)
     confidence_threshold: float = 0.55
     prior_input: bool = False
+    skeleton_context: bool = False  # states also read the prior's whole skeleton (needs prior_input)
+
+    def __post_init__(self) -> None:
+        if self.skeleton_context and not self.prior_input:
+            raise ValueError("skeleton_context reads the keypoint prior's skeleton: it needs prior_input")
 
 
 @dataclass
@@ -71,6 +120,9 @@ class Detections:
     keypoints: torch.Tensor
     confidence: torch.Tensor
     located: torch.Tensor
+    # With skeleton_context: (B, 12) the skeleton's own absent logits of BPAC's keypoints, trained
+    # on their own as well (detector_loss) so that the geometry learns in few steps.
+    skeleton_logits: torch.Tensor | None = None
 
     def states(self) -> torch.Tensor:
         return self.state_logits.argmax(-1)
@@ -93,6 +145,16 @@ class KeypointDetector(nn.Module):
         )
         if config.prior_input:
             self.joint_embedding = nn.Parameter(torch.randn(NUM_COCO_KEYPOINTS, JOINT_EMBEDDING_DIM) * 0.02)
+            if config.skeleton_context:
+                self.skeleton = nn.Sequential(
+                    # The features mix logs, ratios and probabilities: standardise them first.
+                    nn.BatchNorm1d(SKELETON_GEOMETRY_DIM),
+                    nn.Linear(SKELETON_GEOMETRY_DIM, SKELETON_HIDDEN),
+                    nn.ReLU(inplace=True),
+                    nn.Linear(SKELETON_HIDDEN, SKELETON_HIDDEN),
+                    nn.ReLU(inplace=True),
+                    nn.Linear(SKELETON_HIDDEN, len(BPAC_COCO_KEYPOINTS)),
+                )
             self.state = nn.Sequential(
                 nn.Linear(mid + deep + JOINT_EMBEDDING_DIM + 1, 256),
                 nn.ReLU(inplace=True),
@@ -125,6 +187,7 @@ class KeypointDetector(nn.Module):
             x = torch.cat([x, (maps * prior_confidence[..., None, None]).to(x.dtype)], dim=1)
         mid, deep = self.backbone(x)
         heatmaps = self.upsample(mid)
+        skeleton_logits = None
         if self.config.prior_input:
             # The mid-level feature where the prior put each joint, bilinear (grid in [-1, 1]).
             grid = (prior_keypoints.float() / CROP_SIZE * 2 - 1)[:, :, None, :].to(mid.dtype)
@@ -135,6 +198,15 @@ class KeypointDetector(nn.Module):
                 [local, pooled, identity, prior_confidence[..., None].to(local.dtype)], dim=-1
             )
             state_logits = self.state(features)
+            if self.config.skeleton_context:
+                # The skeleton's evidence adds to the absent logit of BPAC's keypoints.
+                skeleton_logits = self.skeleton(skeleton_geometry(prior_keypoints, prior_confidence))
+                limb = list(BPAC_COCO_KEYPOINTS)
+                absent = state_logits[..., JointState.ABSENT].float().clone()
+                absent[:, limb] = absent[:, limb] + skeleton_logits.float()
+                state_logits = torch.cat(
+                    [state_logits[..., : JointState.ABSENT].float(), absent[..., None]], dim=-1
+                )
         else:
             state_logits = self.state(deep.mean(dim=(2, 3))).view(-1, NUM_COCO_KEYPOINTS, len(JointState))
         keypoints = heatmap_argmax(heatmaps.float()) * (CROP_SIZE / heatmaps.shape[-1])
@@ -147,7 +219,7 @@ class KeypointDetector(nn.Module):
             located = torch.where(found, prior_keypoints.float(), torch.zeros_like(keypoints))
         confidence = 1.0 - state_logits.float().softmax(-1)[..., JointState.ABSENT]
         keypoints = keypoints * (confidence >= self.config.confidence_threshold)[..., None]
-        return Detections(heatmaps, state_logits, keypoints, confidence, located)
+        return Detections(heatmaps, state_logits, keypoints, confidence, located, skeleton_logits)
 
 
 def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -186,7 +258,15 @@ def detector_loss(
         weight=class_weights,
     )
     loss = heatmap + state_weight * states
-    return loss, {"heatmap": heatmap.detach(), "state": states.detach()}
+    parts = {"heatmap": heatmap.detach(), "state": states.detach()}
+    if detections.skeleton_logits is not None:
+        absent = (keypoint_state[:, list(BPAC_COCO_KEYPOINTS)] == KeypointState.ABSENT).float()
+        skeleton = F.binary_cross_entropy_with_logits(
+            detections.skeleton_logits.float(), absent, pos_weight=absent.new_tensor(absent_weight)
+        )
+        loss = loss + state_weight * skeleton
+        parts["skeleton"] = skeleton.detach()
+    return loss, parts
 
 
 def detect_batch(detector: nn.Module, batch: dict[str, torch.Tensor]) -> Detections:

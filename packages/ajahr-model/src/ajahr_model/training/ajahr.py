@@ -205,7 +205,9 @@ def train_detector(
         "seconds": round(result.total_seconds, 1),
     }
     _write_json(output_dir / "metrics.json", metrics)
-    plot_history(history, output_dir / "loss_curve.png", "2D keypoint detector", ["heatmap", "state"])
+    plot_history(
+        history, output_dir / "loss_curve.png", "2D keypoint detector", ["heatmap", "state", "skeleton"]
+    )
     return result
 
 
@@ -219,7 +221,11 @@ def load_detector(path: Path, device: torch.device | str = "cpu") -> KeypointDet
         raise TrainingCheckpointError(
             f"{path}: not a finished keypoint-detector checkpoint (fields 'kind', 'complete')"
         )
-    model = KeypointDetector(DetectorConfig(**state["config"]))
+    # Building the network draws its (then overwritten) initial weights from the global random
+    # stream; forked, so that the caller's stream, and with it the initial weights of the model it
+    # trains next, do not depend on which detector it loaded.
+    with torch.random.fork_rng(devices=[]):
+        model = KeypointDetector(DetectorConfig(**state["config"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval().requires_grad_(False)
 

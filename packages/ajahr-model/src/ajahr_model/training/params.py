@@ -97,6 +97,14 @@ class DetectorModelSettings(_Section):
     confidence_threshold: float = Field(0.55, ge=0.0, le=1.0)
     # Read the keypoint prior (stage keypoint_prior) besides the image: networks.keypoints.
     prior_input: bool = False
+    # Joint states also read the prior's whole skeleton (bone lengths, layout); needs prior_input.
+    skeleton_context: bool = False
+
+    @model_validator(mode="after")
+    def _context_needs_prior(self) -> DetectorModelSettings:
+        if self.skeleton_context and not self.prior_input:
+            raise ValueError("skeleton_context reads the keypoint prior's skeleton: set prior_input: true")
+        return self
 
     def config(self) -> DetectorConfig:
         return DetectorConfig(**self.model_dump())
@@ -227,12 +235,19 @@ class AJAHRSettings(_Section):
 CPU_DETECTOR: dict[str, Any] = {
     # prior_input: BlazePose's keypoints beside the image (stage keypoint_prior). From scratch in
     # 200 steps the detector alone reached PCK@0.05 0.16 and swapped left and right in 39% of
-    # the pairs; with the prior, 0.60 (the prior alone: 0.85). See packages/ajahr-model/README.md.
-    "model": {"input_size": 96, "heatmap_sigma": 1.0, "prior_input": True},
+    # the pairs; with the prior, 0.60 (the prior alone: 0.85). skeleton_context and the threshold:
+    # see params.yaml and packages/ajahr-model/README.md.
+    "model": {
+        "input_size": 96,
+        "heatmap_sigma": 1.0,
+        "prior_input": True,
+        "skeleton_context": True,
+        "confidence_threshold": 0.4,
+    },
     "optim": {"lr": 2e-3, "warmup_steps": 20},
     "train": {
         "batch_size": 32,
-        "steps": 200,
+        "steps": 400,
         "accelerator": "cpu",
         "precision": "bf16-mixed",
         "num_workers": 1,
