@@ -15,12 +15,12 @@ its position is the prior's where the prior found the person (BlazePose localise
 from right far better than a network trained from scratch for a few CPU minutes), the heatmap
 peak where it did not.
 
-With ``skeleton_context`` (needs the prior) every joint's state also reads the shape of the
-prior's whole skeleton: bone lengths and joint positions over the torso length, and the prior's
-confidences (:func:`skeleton_geometry`). An off-the-shelf detector puts the joints of a missing
-limb somewhere, usually tucked onto the stump or the body; a forearm a tenth of its upper arm,
-or a shin of no length, is what gives it away. A per-joint state head sees only the image at its
-own joint and cannot compare one limb with the others.
+With ``skeleton_context`` (needs the prior) the state of each of BPAC-Net's 12 keypoints also
+reads the shape of the prior's whole skeleton: bone lengths and joint positions over the torso
+length, and the prior's confidences (:func:`skeleton_geometry`). An off-the-shelf detector puts
+the joints of a missing limb somewhere, usually tucked onto the stump or the body; a forearm a
+tenth of its upper arm, or a shin of no length, is what gives it away. A per-joint state head
+sees only the image at its own joint and cannot compare one limb with the others.
 """
 
 from __future__ import annotations
@@ -33,18 +33,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from a3d_data.skeleton import BPAC_COCO_KEYPOINTS, NUM_COCO_KEYPOINTS
+from a3d_data.skeleton import BPAC_COCO_KEYPOINTS, COCO_LIMB_CHAINS, NUM_COCO_KEYPOINTS
 from a3d_data.synthesis.schema import CROP_SIZE, KeypointState
 from ajahr_model.networks.bpac import gaussian_heatmaps, normalise_image
 
 JOINT_EMBEDDING_DIM = 32
 SKELETON_HIDDEN = 128
 
+# The limb chains in COCO index order: left arm, right arm, left leg, right leg.
+_CHAINS = sorted(COCO_LIMB_CHAINS)
+SHOULDERS = (_CHAINS[0][0], _CHAINS[1][0])
+HIPS = (_CHAINS[2][0], _CHAINS[3][0])
 # Bones whose lengths describe the prior's skeleton: the eight limb bones (upper and lower arm
 # and leg, each side), then the shoulder and hip widths and the two sides of the torso.
 SKELETON_BONES: tuple[tuple[int, int], ...] = (
-    (5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16),
-    (5, 6), (11, 12), (5, 11), (6, 12),
+    *((chain[i], chain[i + 1]) for chain in _CHAINS for i in (0, 1)),
+    SHOULDERS, HIPS, (SHOULDERS[0], HIPS[0]), (SHOULDERS[1], HIPS[1]),
 )  # fmt: skip
 MIN_TORSO_PIXELS = 4.0  # a skeleton the prior did not find has no torso: keep the ratios finite
 # bone lengths + joint positions (x, y) + confidences of BPAC's 12 keypoints + torso scale + found
@@ -57,8 +61,8 @@ def skeleton_geometry(keypoints: torch.Tensor, confidence: torch.Tensor) -> torc
     the shoulder-to-ankle keypoints relative to the mid-hips over the torso length, their
     confidences, the log torso length over the crop, and whether any keypoint was found."""
     points = keypoints.float()
-    mid_shoulders = (points[:, 5] + points[:, 6]) / 2
-    mid_hips = (points[:, 11] + points[:, 12]) / 2
+    mid_shoulders = points[:, list(SHOULDERS)].mean(dim=1)
+    mid_hips = points[:, list(HIPS)].mean(dim=1)
     torso = (mid_shoulders - mid_hips).norm(dim=-1, keepdim=True).clamp_min(MIN_TORSO_PIXELS)  # (B, 1)
     first, second = zip(*SKELETON_BONES, strict=True)
     bones = (points[:, list(first)] - points[:, list(second)]).norm(dim=-1) / torso
@@ -104,7 +108,7 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         if self.skeleton_context and not self.prior_input:
-            raise ValueError("skeleton_context reads the keypoint prior's skeleton: it needs prior_input")
+            raise ValueError("skeleton_context reads the keypoint prior's skeleton: set prior_input: true")
 
 
 @dataclass
@@ -201,12 +205,9 @@ class KeypointDetector(nn.Module):
             if self.config.skeleton_context:
                 # The skeleton's evidence adds to the absent logit of BPAC's keypoints.
                 skeleton_logits = self.skeleton(skeleton_geometry(prior_keypoints, prior_confidence))
-                limb = list(BPAC_COCO_KEYPOINTS)
-                absent = state_logits[..., JointState.ABSENT].float().clone()
-                absent[:, limb] = absent[:, limb] + skeleton_logits.float()
-                state_logits = torch.cat(
-                    [state_logits[..., : JointState.ABSENT].float(), absent[..., None]], dim=-1
-                )
+                evidence = torch.zeros_like(state_logits, dtype=torch.float32)
+                evidence[:, list(BPAC_COCO_KEYPOINTS), JointState.ABSENT] = skeleton_logits.float()
+                state_logits = state_logits.float() + evidence
         else:
             state_logits = self.state(deep.mean(dim=(2, 3))).view(-1, NUM_COCO_KEYPOINTS, len(JointState))
         keypoints = heatmap_argmax(heatmaps.float()) * (CROP_SIZE / heatmaps.shape[-1])

@@ -101,9 +101,8 @@ class DetectorModelSettings(_Section):
     skeleton_context: bool = False
 
     @model_validator(mode="after")
-    def _context_needs_prior(self) -> DetectorModelSettings:
-        if self.skeleton_context and not self.prior_input:
-            raise ValueError("skeleton_context reads the keypoint prior's skeleton: set prior_input: true")
+    def _valid_config(self) -> DetectorModelSettings:
+        self.config()  # DetectorConfig checks its combinations (skeleton_context needs prior_input)
         return self
 
     def config(self) -> DetectorConfig:
