@@ -122,8 +122,13 @@ bench-tokenizer: $(STAMP) ## Benchmark tokenizer training steps (cpu and gpu pro
 	$(BIN)/python benchmarks/bench_tokenizer.py
 
 .PHONY: bench-train
-bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbone, and the data loader alone
+bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbone, and the data loader alone (gpu profile on CUDA)
 	$(BIN)/python benchmarks/bench_train.py
+
+.PHONY: bench-train-gpu
+bench-train-gpu: $(STAMP) ## On a CUDA machine: bench-train for ViT-B (gpu profile) and ViT-H (paper profile), with MFU
+	$(BIN)/python benchmarks/bench_train.py --profile gpu
+	$(BIN)/python benchmarks/bench_train.py --profile paper
 
 .PHONY: probe-orientation
 probe-orientation: $(STAMP) ## Which input lets a network learn the orientation: true / detected keypoints, the image; lifters from keypoints (~8 min)

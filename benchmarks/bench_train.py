@@ -4,7 +4,8 @@ In one process, with the same batch (A3D samples from ``data/a3d``, or random cr
 dataset is absent):
 
 - ``full step``: the whole AJAHR training step (BPAC-Net, ViT, decoder, token classifier, both
-  frozen tokenizer decoders, body model, loss, backward, AdamW), images/s;
+  frozen tokenizer decoders, body model, loss, backward, AdamW, and the frozen keypoint detector's
+  forward when the profile trains on its keypoints and ``models/keypoints`` holds one), images/s;
 - ``bare backbone`` (the baseline): the same ViT alone, forward + a mean loss + backward + AdamW;
   ``full / bare`` is the share of the backbone's throughput the whole model keeps (goal on a GPU:
   at least 0.85);
@@ -12,6 +13,9 @@ dataset is absent):
   profile's workers, images/s, against the full step's rate (it must not be the bottleneck).
 On CUDA it also reports the model FLOPs utilisation (FLOPs of a step counted by
 ``torch.utils.flop_counter`` / time / ``--peak-tflops``).
+
+The profile is the params file's, or ``gpu`` on a machine with CUDA when none is given; the step
+runs in the profile's precision (bf16 autocast for ``bf16-mixed``, on CPU too, as training does).
 
 Usage: .venv/bin/python benchmarks/bench_train.py [--profile cpu|gpu|paper] [--backbone NAME]
        [--seconds 10] [--peak-tflops 989]
@@ -30,9 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from a3d_data.body_model import load_body_model
 from a3d_data.params import load_section
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
+from ajahr_model.data.keypoint_prior import load_keypoint_prior
+from ajahr_model.networks.keypoints import detect_batch
 from ajahr_model.networks.regressor import AJAHR
 from ajahr_model.tokenizer.params import TokenizerSection
 from ajahr_model.tokenizer.vqvae import PoseVQVAE
+from ajahr_model.training.ajahr import TRAIN_PARTS, load_detector
 from ajahr_model.training.losses import ajahr_loss
 from ajahr_model.training.params import AJAHRSection
 
@@ -85,6 +92,8 @@ def main() -> None:
     args = parser.parse_args()
 
     section = load_section(args.params, "ajahr", AJAHRSection)
+    if args.profile is None and torch.cuda.is_available():
+        args.profile = "gpu"  # the params file's default (cpu) would leave the accelerator idle
     settings = section.settings(args.profile)
     model_settings = (
         settings.model
@@ -95,7 +104,7 @@ def main() -> None:
     device = torch.device(
         "cuda" if torch.cuda.is_available() and settings.train.accelerator != "cpu" else "cpu"
     )
-    dtype = torch.bfloat16 if device.type == "cuda" and settings.train.precision.startswith("bf16") else None
+    dtype = torch.bfloat16 if settings.train.precision.startswith("bf16") else None
     tok_settings = load_section(args.params, "tokenizer", TokenizerSection).settings(
         "cpu" if device.type == "cpu" else "gpu"
     )
@@ -103,11 +112,23 @@ def main() -> None:
     tokenizers = {r: PoseVQVAE(tok_settings.model.config()) for r in ("non_amputee", "amputee")}
     model = AJAHR(model_settings.config(), tokenizers, load_body_model()).to(device)
     dataset_dir = REPO_ROOT / "data" / "a3d"
+    # The frozen detector, when training reads its keypoints (BPAC-Net's or the query's) and the
+    # pipeline has trained one: its forward is part of every training step then.
+    detector, prior = None, None
+    detector_path = REPO_ROOT / "models" / "keypoints" / "checkpoint.pt"
+    reads_detector = (settings.bpac_keypoints == "detector" and model_settings.use_bpac) or (
+        settings.query_keypoints == "detector" and model_settings.keypoint_query
+    )
+    if reads_detector and detector_path.exists() and (dataset_dir / "index.parquet").exists():
+        detector = load_detector(detector_path, device)
+        if detector.config.prior_input:
+            prior = load_keypoint_prior(REPO_ROOT / "data" / "keypoint_prior")
     dataset = None
     if (dataset_dir / "index.parquet").exists():
         dataset = A3DDataset(
-            index_samples(dataset_dir, "train", ["amputee", "non_amputee"]),
+            index_samples(dataset_dir, "train", TRAIN_PARTS),
             settings.augmentation.augmentation(),
+            prior=prior,
         )
     batch = _batch(dataset, batch_size, device)
     weights = settings.loss.weights()
@@ -126,7 +147,16 @@ def main() -> None:
 
     def full_step() -> None:
         with autocast():
-            out = model(batch["image"], batch["keypoints2d"], batch["head_labels"], switching="ground_truth")
+            bpac_keypoints = query_keypoints = batch["keypoints2d"]
+            if detector is not None:
+                with torch.no_grad():
+                    detections = detect_batch(detector, batch)
+                if settings.bpac_keypoints == "detector":
+                    bpac_keypoints = detections.keypoints.float()
+                if settings.query_keypoints == "detector":
+                    query_keypoints = detections.located.float()
+            out = model(batch["image"], bpac_keypoints, batch["head_labels"], switching="ground_truth",
+                        query_keypoints=query_keypoints)  # fmt: skip
             loss, _ = ajahr_loss(out, batch, weights)
         full_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,7 +190,8 @@ def main() -> None:
         rows.append((f"loader ({settings.train.num_workers} workers)", loaded, loaded / base))
     print(f"AJAHR training throughput: profile {args.profile or section.profile}, backbone "
           f"{model_settings.backbone} at {h}x{w}, batch {batch_size}, {device.type}"
-          f"{', bf16' if dtype else ''}, {torch.get_num_threads()} threads")  # fmt: skip
+          f"{', bf16' if dtype else ''}, {torch.get_num_threads()} threads"
+          f"{', with the frozen detector' if detector is not None else ''}")  # fmt: skip
     print(f"{'':28s}{'images/s':>12s}{'x bare':>10s}")
     for name, rate, ratio in rows:
         print(f"{name:28s}{rate:12.1f}{ratio:10.2f}")

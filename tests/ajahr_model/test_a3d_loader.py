@@ -22,7 +22,10 @@ from ajahr_model.data.a3d import (
     augment,
     collate,
     index_samples,
+    training_data_fingerprint,
 )
+from ajahr_model.data.keypoint_prior import load_keypoint_prior
+from tests.ajahr_model.conftest_ajahr import make_truth_prior
 
 
 def test_a_sample_has_the_crop_and_labels_with_their_shapes(a3d_tiny):
@@ -181,3 +184,34 @@ def test_loader_workers_forked_after_the_parent_read_each_read_their_own_file(a3
     )
     for number, batch in enumerate(loader):
         assert batch["corrupt"] == [] and batch["keys"] == [expected[number % len(dataset)]] * 24
+
+
+def test_the_training_data_fingerprint_follows_the_samples_their_shards_and_the_prior(a3d_tiny, tmp_path):
+    parts = ["amputee", "non_amputee"]
+    refs = index_samples(a3d_tiny, "train", parts)
+    base = training_data_fingerprint(a3d_tiny, refs)
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    # The same data elsewhere (a clone, the seed study's copy) is the same data.
+    assert training_data_fingerprint(copy, index_samples(copy, "train", parts)) == base
+    # Without the shard table, each file's own sha256 stands in for the recorded one.
+    (copy / "shards.parquet").unlink()
+    assert training_data_fingerprint(copy, index_samples(copy, "train", parts)) == base
+    # Another selection of samples is other data.
+    assert training_data_fingerprint(a3d_tiny, index_samples(a3d_tiny, "train", ["amputee"])) != base
+    # So is a shard whose bytes changed (a dataset synthesized again with other params).
+    changed = index_samples(copy, "train", parts)
+    offset, _ = changed[0].image
+    with open(changed[0].shard, "r+b") as shard:
+        shard.seek(offset)
+        first = shard.read(1)
+        shard.seek(offset)
+        shard.write(bytes([first[0] ^ 0xFF]))
+    assert training_data_fingerprint(copy, changed) != base
+    # A run that reads a keypoint prior trained on the prior's rows of its samples too.
+    prior = load_keypoint_prior(make_truth_prior(a3d_tiny, tmp_path / "prior", seed=0))
+    with_prior = training_data_fingerprint(a3d_tiny, refs, prior)
+    assert with_prior != base
+    assert training_data_fingerprint(a3d_tiny, refs, prior) == with_prior
+    other_prior = load_keypoint_prior(make_truth_prior(a3d_tiny, tmp_path / "prior1", seed=1))
+    assert training_data_fingerprint(a3d_tiny, refs, other_prior) != with_prior

@@ -96,6 +96,27 @@ def test_ground_truth_switching_picks_the_amputee_tokenizer_for_amputees_only(aj
     assert torch.allclose(ajahr.decode_pose(out.token_logits, out.amputee_tokenizer), sixd)
 
 
+def test_predicted_switching_follows_bpac_nets_verdict(ajahr):
+    """At inference the tokenizer and the zeroing follow BPAC-Net's heads: made to say "none" on
+    every head, the non-amputee tokenizer and no zeroing; made to say "right elbow", the amputee
+    tokenizer and joints 19, 21, 23 zeroed, whatever the ground-truth labels say."""
+    import copy
+
+    model = copy.deepcopy(ajahr)
+    image, keypoints = _inputs(batch=2)
+    labels = head_labels_from_classes(torch.tensor([1, 12]))
+    with torch.no_grad():
+        for head in model.bpac.heads:
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))  # "none" on every head
+        intact = model(image, keypoints, labels, switching="predicted")
+        model.bpac.heads[0].bias.copy_(torch.tensor([0.0, 5.0, 0.0, 0.0]))  # right arm, elbow level
+        elbow = model(image, keypoints, labels, switching="predicted")
+    assert intact.amputee_tokenizer.tolist() == [False, False] and not intact.zeroed.any()
+    assert elbow.amputee_tokenizer.tolist() == [True, True]
+    assert [row.nonzero().flatten().tolist() for row in elbow.zeroed] == [[19, 21, 23], [19, 21, 23]]
+
+
 def test_amputated_joints_are_zero_matrices_and_the_limb_collapses_onto_its_joint(ajahr):
     image, keypoints = _inputs(batch=1)
     labels = head_labels_from_classes(torch.tensor([1]))  # right elbow: 19, 21, 23 zeroed

@@ -154,6 +154,105 @@ def test_a_nan_loss_stops_naming_the_step_and_samples_and_keeps_the_last_checkpo
     assert read_training_checkpoint(checkpoint)["step"] == 2
 
 
+def test_finite_loss_with_non_finite_gradients_stops_before_the_step(a3d_tiny, tmp_path):
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    settings = tiny_keypoints(steps=6, checkpoint_every=2).settings()
+    model = torch.nn.Linear(3, 1)
+
+    def loss_fn(wrapped, batch, step):
+        value = wrapped(batch["image"].float().mean((2, 3))).mean()
+        if step == 3:  # sqrt'(0) = inf: the loss stays finite (0 added), its gradients do not
+            value = value + torch.sqrt(value - value.detach())
+        return value, {}
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is .* but its gradients are not finite"):
+        fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()), loss_fn=loss_fn,
+            dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train, optim=settings.optim,
+            checkpoint=checkpoint, settings_fp="x", progress=False)  # fmt: skip
+    saved = read_training_checkpoint(checkpoint)
+    assert saved["step"] == 2 and all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_a_resumed_run_continues_the_global_random_stream_of_the_uninterrupted_one(a3d_tiny, tmp_path):
+    """Dropout, drop-path and the like draw from torch's global stream; starting the loader must
+    not draw from it, or a resumed run would continue one draw off the uninterrupted one."""
+    dataset = A3DDataset(index_samples(a3d_tiny, "train", ["amputee", "non_amputee"]))
+    settings = tiny_keypoints(steps=4, batch_size=2).settings()
+
+    def run(checkpoint, **limits):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+
+        def loss_fn(wrapped, batch, step):
+            features = batch["image"].float().mean((2, 3)) / 255
+            return wrapped(torch.nn.functional.dropout(features, 0.5)).square().mean(), {}
+
+        return fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()),
+                   loss_fn=loss_fn, dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train,
+                   optim=settings.optim, checkpoint=checkpoint, settings_fp="x", progress=False, **limits)  # fmt: skip
+
+    run(tmp_path / "whole.pt")
+    run(tmp_path / "split.pt", max_steps_this_run=2)
+    torch.manual_seed(123)  # whatever the process drew in between is restored from the checkpoint
+    run(tmp_path / "split.pt")
+    a, b = (read_training_checkpoint(tmp_path / name)["model"] for name in ("whole.pt", "split.pt"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+_KILLED_RUN = """
+import sys, torch
+from pathlib import Path
+from ajahr_model.training.ajahr import train_detector
+from tests.ajahr_model.conftest_ajahr import tiny_keypoints
+torch.set_num_threads(int(sys.argv[3]))
+train_detector(tiny_keypoints(steps=int(sys.argv[4]), checkpoint_every=1).settings(), Path(sys.argv[1]),
+               Path(sys.argv[2]), progress=False)
+"""
+
+
+def test_a_run_killed_by_sigkill_resumes_to_exactly_the_weights_of_one_run(a3d_tiny, tmp_path):
+    """A real kill (SIGKILL, no handler runs) at whatever moment: the checkpoint on disk is a
+    whole one (written to a temporary name, then renamed), and resuming from it gives the
+    uninterrupted run's weights bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    steps = 60  # a checkpoint every step: about 0.2 s a step here, so the kill lands mid-run
+    repo = Path(__file__).resolve().parents[2]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(a3d_tiny), str(killed), str(torch.get_num_threads()), str(steps)],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while (
+            time.monotonic() < deadline and process.poll() is None and not (killed / "checkpoint.pt").exists()
+        ):
+            time.sleep(0.02)
+        time.sleep(0.3)  # a few steps on, at whatever point of a step or a checkpoint write
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    at_kill = read_training_checkpoint(killed / "checkpoint.pt")
+    assert 1 <= at_kill["step"] < steps and not at_kill["complete"]
+    # checkpoint_every only says how often a run saves: not part of what it learns.
+    settings = tiny_keypoints(steps=steps, checkpoint_every=steps).settings()
+    resumed = train_detector(settings, a3d_tiny, killed, progress=False)
+    assert resumed.complete and not list(killed.glob("checkpoint.settings-*"))
+    train_detector(settings, a3d_tiny, tmp_path / "whole", progress=False)
+    a = read_training_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = read_training_checkpoint(killed / "checkpoint.pt")
+    assert all(torch.equal(a["model"][name], b["model"][name]) for name in a["model"])
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+
+
 def test_a_batch_lost_to_corrupt_images_is_skipped_and_a_resumed_run_draws_the_next_one(a3d_tiny, tmp_path):
     """The sampler's batch number runs ahead of the step by one for each skipped batch; the
     checkpoint keeps it, so resuming after a skip continues with the batch the whole run drew."""
@@ -196,6 +295,26 @@ def test_the_detector_stage_writes_its_checkpoint_metrics_and_curve(a3d_tiny, tm
     assert set(metrics["amputee"]["state_confusion"]) == {"present", "occluded", "absent"}
     assert 0.0 <= metrics["occlusion"]["state_accuracy"] <= 1.0
     assert (tmp_path / "loss_curve.png").exists()
+
+
+def test_a_finished_detector_is_retrained_when_its_training_data_changed(a3d_tiny, tmp_path):
+    """DVC reruns the stage when the dataset changes; a finished checkpoint of the same settings
+    must not then be taken as already trained on the new data."""
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    out = tmp_path / "detector"
+    settings = tiny_keypoints(steps=1).settings()
+    train_detector(settings, copy, out, progress=False)
+    train_detector(settings, copy, out, progress=False)  # the same data: resumed, nothing set aside
+    assert not list(out.glob("checkpoint.settings-*.pt"))
+    refs = index_samples(copy, "train", ["amputee", "non_amputee"])
+    offset, _ = refs[0].image
+    with open(refs[0].shard, "r+b") as shard:  # new bytes, as a new synthesis writes
+        shard.seek(offset + 100)
+        shard.write(b"\x00" * 16)
+    (copy / "shards.parquet").unlink()  # no record: the file's own hash counts
+    result = train_detector(settings, copy, out, progress=False)
+    assert result.complete and len(list(out.glob("checkpoint.settings-*.pt"))) == 1
 
 
 def test_loading_a_detector_leaves_the_random_stream_of_the_next_model_alone(a3d_tiny, tmp_path):

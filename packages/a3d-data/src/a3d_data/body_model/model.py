@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 from importlib import resources
 from pathlib import Path
@@ -123,6 +124,15 @@ class BodyModel(smplx.SMPL):
             body_pose=rotmats[:, 1:],
             full_pose=rotmats,
         )
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of every array of the model (template, blend shapes, joint and
+        keypoint regressors, skinning weights, faces). Training runs key their resumption on it:
+        with another body model, a finished checkpoint is not the model that would be trained."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode() + b"\0" + tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def coco_keypoints(self, vertices: torch.Tensor) -> torch.Tensor:
         """COCO-17 keypoints (B, 17, 3) regressed from posed vertices (B, V, 3)."""

@@ -10,7 +10,9 @@ at batch N, whatever the number of loader workers.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -32,6 +34,7 @@ from a3d_data.synthesis.schema import (
     IMAGE_EXTENSION,
     INDEX_FILE,
     LABELS_EXTENSION,
+    SHARDS_FILE,
     KeypointState,
 )
 from ajahr_model.data.keypoint_prior import KeypointPrior
@@ -102,6 +105,45 @@ def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[S
             )
         refs.append(SampleRef(str(key), str(part), dataset_dir / shard, table[image], table[labels]))
     return refs
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def training_data_fingerprint(
+    dataset_dir: Path, refs: Sequence[SampleRef], prior: KeypointPrior | None = None
+) -> str:
+    """What a run trains on, for its resumption fingerprint: which samples (keys and parts), the
+    content of their shards (the sha256 that ``shards.parquet`` records, the file's own where it
+    records none) and, for a run that reads a keypoint prior, the prior's rows of those samples.
+    A checkpoint trained on other data is then set aside, not resumed as if it were finished.
+    Shards are named relative to the dataset, so a copied dataset keeps the fingerprint."""
+    recorded: dict[str, str] = {}
+    table = dataset_dir / SHARDS_FILE
+    if table.exists():
+        try:
+            shards = pd.read_parquet(table, columns=["shard", "sha256"])
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"{table}: cannot read the shard table (columns shard, sha256): {err}") from err
+        recorded = dict(zip(shards["shard"].astype(str), shards["sha256"].astype(str), strict=True))
+    digests = {}
+    for shard in dict.fromkeys(ref.shard for ref in refs):
+        name = shard.relative_to(dataset_dir).as_posix() if shard.is_relative_to(dataset_dir) else str(shard)
+        digests[name] = recorded.get(name) or _file_sha256(shard)
+    payload: dict[str, Any] = {"samples": [[r.key, r.part] for r in refs], "shards": digests}
+    if prior is not None:
+        rows = [prior.lookup(r.key) for r in refs]
+        digest = hashlib.sha256()
+        for keypoints, confidence in rows:
+            digest.update(np.ascontiguousarray(keypoints, np.float32).tobytes())
+            digest.update(np.ascontiguousarray(confidence, np.float32).tobytes())
+        payload["prior"] = digest.hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

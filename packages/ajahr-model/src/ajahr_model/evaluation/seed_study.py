@@ -154,7 +154,9 @@ def run_seed_study(
                 )
             folder = work_dir / f"seed_{seed}" / variant
             n = len(runs) + 1
-            expected = ajahr_weights_fingerprint(settings, tokenizer_dir, detector_path, None)
+            expected = ajahr_weights_fingerprint(
+                settings, tokenizer_dir, detector_path, None, dataset_dir, body_model
+            )
             if _finished(folder / "checkpoint.pt", folder, settings, expected):
                 log.info("seed study %d/%d: seed %d, %s: finished earlier, kept", n, total, seed, variant)
                 runs.append(StudyRun(seed, variant, folder, trained=False))

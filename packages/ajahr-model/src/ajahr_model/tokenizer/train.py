@@ -78,12 +78,16 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def settings_fingerprint(settings: TokenizerSettings, role: TokenizerRole, code: str | None = None) -> str:
+def settings_fingerprint(
+    settings: TokenizerSettings, role: TokenizerRole, code: str | None = None, body_model: str | None = None
+) -> str:
     """Hash of everything that determines the trained weights: the settings (bookkeeping ones
-    excluded), the tokenizer's role, and the code (:func:`code_fingerprint` by default)."""
+    excluded), the tokenizer's role, the code (:func:`code_fingerprint` by default) and the body
+    model its losses pose (``BodyModel.fingerprint``)."""
     data = settings.model_dump(mode="json", exclude=_BOOKKEEPING)
     data["role"] = role.model_dump(mode="json")
     data["code"] = code_fingerprint() if code is None else code
+    data["body_model"] = body_model
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -174,7 +178,7 @@ class TokenizerTraining:
         self.role = role
         self.device = device
         self.profile = profile
-        self.fingerprint = settings_fingerprint(settings, role)
+        self.fingerprint = settings_fingerprint(settings, role, body_model=body_model.fingerprint())
         self.config = settings.model.config()
         # Weight initialisation is seeded without touching the caller's global random state.
         with torch.random.fork_rng(devices=[]):

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+import a3d_data
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
-from ajahr_model.data.a3d import A3DDataset, index_samples
+from ajahr_model.data.a3d import A3DDataset, index_samples, training_data_fingerprint
 from ajahr_model.data.keypoint_prior import KeypointPrior, load_keypoint_prior
 from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices, to_device
 from ajahr_model.networks.bpac import load_imagenet_weights
@@ -41,7 +42,7 @@ from ajahr_model.training.params import AJAHRSettings, DetectorSettings
 
 log = logging.getLogger(__name__)
 
-TRAIN_PARTS = ["amputee", "non_amputee"]
+TRAIN_PARTS = ["amputee", "non_amputee", "occlusion"]
 # Settings that do not change the weights: where and how fast a run executes.
 _RUN_ONLY = {
     "accelerator",
@@ -56,15 +57,37 @@ _RUN_ONLY = {
 
 
 _PACKAGE = Path(__file__).resolve().parents[1]
+_DATA_PACKAGE = Path(a3d_data.__file__).resolve().parent
 # Source files whose change changes what a run learns: a checkpoint trained by other code is set
 # aside and retrained, as for the tokenizers. Evaluation code is not among them.
-_SHARED_CODE = ("data/a3d.py", "data/keypoint_prior.py", "training/loop.py", "networks/bpac.py")
-DETECTOR_CODE = (*_SHARED_CODE, "networks/keypoints.py")
-AJAHR_CODE = (*_SHARED_CODE, "networks/regressor.py", "training/losses.py")
+# training/ajahr.py builds the runs themselves (which parts they read, the loss they step on).
+_SHARED_CODE = (
+    "data/a3d.py", "data/keypoint_prior.py", "training/loop.py", "training/ajahr.py", "networks/bpac.py",
+)  # fmt: skip
+# a3d-data's joint conventions and sample schema (the keypoints and states a run reads), and for
+# AJAHR the amputation code that zeroes its body model: names under "a3d_data/"; folders are
+# taken whole.
+_DATA_CODE = ("a3d_data/skeleton.py", "a3d_data/synthesis/schema.py")
+DETECTOR_CODE = (*_SHARED_CODE, "networks/keypoints.py", *_DATA_CODE)
+AJAHR_CODE = (
+    *_SHARED_CODE,
+    "networks/regressor.py",
+    "training/losses.py",
+    *_DATA_CODE,
+    "a3d_data/amputation",
+)
+
+
+def _source_files(name: str) -> list[tuple[str, Path]]:
+    in_data = name.startswith("a3d_data/")
+    path = _DATA_PACKAGE / name.removeprefix("a3d_data/") if in_data else _PACKAGE / name
+    if path.is_dir():
+        return [(f"{name}/{f.relative_to(path).as_posix()}", f) for f in sorted(path.rglob("*.py"))]
+    return [(name, path)]
 
 
 def code_fingerprint(files: tuple[str, ...]) -> str:
-    return fingerprint([(name, (_PACKAGE / name).read_text()) for name in files])
+    return fingerprint([(label, path.read_text()) for name in files for label, path in _source_files(name)])
 
 
 def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
@@ -82,16 +105,25 @@ def _detector_readers(settings: Any) -> tuple[bool, bool]:
 
 
 def ajahr_weights_fingerprint(
-    settings: AJAHRSettings, tokenizer_dir: Path, detector_path: Path | None, bpac_weights: Path | None
+    settings: AJAHRSettings,
+    tokenizer_dir: Path,
+    detector_path: Path | None,
+    bpac_weights: Path | None,
+    dataset_dir: Path,
+    body_model: BodyModel,
 ) -> str:
     """What an AJAHR (or baseline) checkpoint was trained from: its settings, the code that
-    shapes its weights, the tokenizers, BPAC-Net's start weights and, when training reads it, the
-    detector. A checkpoint with another fingerprint is set aside and the run starts over."""
+    shapes its weights, the training data, the body model, the tokenizers, BPAC-Net's start
+    weights and, when training reads it, the detector (whose own fingerprint covers the keypoint
+    prior it reads).
+    A checkpoint with another fingerprint is set aside and the run starts over."""
     tokenizers = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in settings.tokenizers]
     reads_detector = any(_detector_readers(settings)) and detector_path is not None
     return _weights_fp(
         settings,
         AJAHR_CODE,
+        data=training_data_fingerprint(dataset_dir, index_samples(dataset_dir, "train", TRAIN_PARTS)),
+        body_model=body_model.fingerprint(),
         tokenizers=tokenizers,
         bpac_weights=str(bpac_weights),
         # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
@@ -183,7 +215,9 @@ def train_detector(
         run=settings.train,
         optim=settings.optim,
         checkpoint=checkpoint,
-        settings_fp=_weights_fp(settings, DETECTOR_CODE),
+        settings_fp=_weights_fp(
+            settings, DETECTOR_CODE, data=training_data_fingerprint(dataset_dir, train_set.refs, prior)
+        ),
         extra_state={"kind": "keypoint_detector", "config": dataclasses.asdict(config)},
         max_minutes=max_minutes,
         max_steps_this_run=max_steps_this_run,
@@ -403,7 +437,9 @@ def train_ajahr(
         run=settings.train,
         optim=settings.optim,
         checkpoint=checkpoint,
-        settings_fp=ajahr_weights_fingerprint(settings, tokenizer_dir, detector_path, bpac_weights),
+        settings_fp=ajahr_weights_fingerprint(
+            settings, tokenizer_dir, detector_path, bpac_weights, dataset_dir, body_model
+        ),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,
         max_steps_this_run=max_steps_this_run,

@@ -163,10 +163,31 @@ def _mean_over_ranks(fabric: Fabric, loss: torch.Tensor, terms: dict[str, torch.
 
 def _non_finite_message(step: int, reports: list[Any], world_size: int, checkpoint: Path) -> str:
     where = []
-    for rank, value, terms, keys in (r for r in reports if r is not None):
+    for rank, value, terms, keys, what in (r for r in reports if r is not None):
         on_rank = f" (process {rank})" if world_size > 1 else ""
-        where.append(f"the loss is {value} ({terms}) on samples {keys}{on_rank}")
+        where.append(f"{what.format(value=value)} ({terms}) on samples {keys}{on_rank}")
     return f"step {step}: {'; '.join(where)}; nothing was saved, {checkpoint} keeps the last good state"
+
+
+def _stop_if_not_finite(
+    fabric: Fabric,
+    finite: bool,
+    what: str,
+    step: int,
+    loss: torch.Tensor,
+    terms: dict,
+    keys: list,
+    checkpoint: Path,
+) -> None:
+    """Raise :class:`NonFiniteLossError` on every rank when any rank's ``finite`` is false,
+    naming the step, the value, the loss terms and the first samples of each failing rank."""
+    if not _sum_over_ranks(fabric, float(not finite))[0]:
+        return
+    report = None
+    if not finite:
+        report = (fabric.global_rank, loss.item(), {k: float(v) for k, v in terms.items()}, keys[:8], what)
+    reports = _gather(fabric, report)
+    raise NonFiniteLossError(_non_finite_message(step, reports, fabric.world_size, checkpoint))
 
 
 def fit(
@@ -268,6 +289,9 @@ def fit(
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
+        # The loader's own generator: making its iterator draws a worker seed, which from the
+        # global stream would shift every later draw of a resumed run against the uninterrupted one.
+        generator=torch.Generator().manual_seed(run.seed),
         num_workers=run.num_workers,
         collate_fn=collate,
         persistent_workers=False,
@@ -293,22 +317,22 @@ def fit(
         if empty:  # some rank has nothing left of its share: the step is skipped everywhere
             continue
         loss, terms = loss_fn(wrapped, batch, step)
-        finite = bool(torch.isfinite(loss))
-        if _sum_over_ranks(fabric, float(not finite))[0]:
-            report = None
-            if not finite:
-                report = (
-                    fabric.global_rank,
-                    loss.item(),
-                    {k: float(v) for k, v in terms.items()},
-                    batch["keys"][:8],
-                )
-            reports = _gather(fabric, report)
-            raise NonFiniteLossError(_non_finite_message(step, reports, fabric.world_size, checkpoint))
+        _stop_if_not_finite(fabric, bool(torch.isfinite(loss)), "the loss is {value}", step, loss, terms,
+                            batch["keys"], checkpoint)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(loss)
         if optim.grad_clip is not None:
-            fabric.clip_gradients(wrapped, optimizer, max_norm=optim.grad_clip, error_if_nonfinite=False)
+            norm = fabric.clip_gradients(
+                wrapped, optimizer, max_norm=optim.grad_clip, error_if_nonfinite=False
+            )
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in wrapped.parameters() if p.grad is not None])
+        # A finite loss can still give NaN gradients (a 0/0 inside a backward); one step on them
+        # would make every weight NaN and the next checkpoint worthless.
+        what = "the loss is {value} but its gradients are not finite"
+        _stop_if_not_finite(
+            fabric, bool(torch.isfinite(norm)), what, step, loss, terms, batch["keys"], checkpoint
+        )
         optimizer.step()
         scheduler.step()
         step += 1
