@@ -215,3 +215,25 @@ def test_the_training_data_fingerprint_follows_the_samples_their_shards_and_the_
     assert training_data_fingerprint(a3d_tiny, refs, prior) == with_prior
     other_prior = load_keypoint_prior(make_truth_prior(a3d_tiny, tmp_path / "prior1", seed=1))
     assert training_data_fingerprint(a3d_tiny, refs, other_prior) != with_prior
+
+
+def test_a_truncated_shard_keeps_its_whole_members_and_its_lost_samples_count_as_corrupt(
+    a3d_tiny, tmp_path, caplog
+):
+    copy = tmp_path / "a3d"
+    shutil.copytree(a3d_tiny, copy)
+    refs = index_samples(copy, "train", ["amputee"])
+    shard = refs[0].shard
+    cut = refs[len(refs) // 2].image[0] + 10  # inside the image of the middle sample
+    with open(shard, "r+b") as handle:
+        handle.truncate(cut)
+    with caplog.at_level("WARNING"):
+        cut_refs = index_samples(copy, "train", ["amputee"])
+    assert [r.key for r in cut_refs] == [r.key for r in refs]  # the index's samples, all listed
+    assert "are not in the shard (truncated?)" in caplog.text and shard.name in caplog.text
+    samples = [A3DDataset(cut_refs)[i] for i in range(len(cut_refs))]
+    lost = [s for s in samples if not s["ok"]]
+    assert [s["ok"] for s in samples[: len(refs) // 2]] == [True] * (len(refs) // 2)
+    assert len(lost) == len(refs) - len(refs) // 2 and all(str(shard) in s["error"] for s in lost)
+    with pytest.raises(CorruptSamplesError, match="not in the shard"):
+        CorruptCounter(len(cut_refs), max_fraction=0.1).add([(s["index"], s["error"]) for s in lost])

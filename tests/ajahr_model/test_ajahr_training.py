@@ -12,9 +12,11 @@ import torch
 
 from a3d_data.synthesis.schema import KeypointState
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
+from ajahr_model.networks.bpac import WeightsFileError
 from ajahr_model.training.ajahr import (
     build_ajahr,
     load_detector,
+    load_init_weights,
     load_trained_model,
     train_ajahr,
     train_detector,
@@ -125,6 +127,59 @@ def test_a_compiled_backbone_is_compiled_and_its_checkpoint_loads_and_resumes_un
     assert second.complete and second.step == 4 and not list(tmp_path.glob("checkpoint.settings-*"))
     model = load_trained_model(tmp_path / "checkpoint.pt", tiny_tokenizers, body_model)
     assert not model.training
+
+
+def test_init_weights_load_a_backbone_or_a_whole_checkpoint_and_say_what_does_not_fit(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    settings = tiny_ajahr().settings()
+    torch.manual_seed(1)
+    source = build_ajahr(settings, tiny_tokenizers, body_model)
+    torch.manual_seed(2)
+    model = build_ajahr(settings, tiny_tokenizers, body_model)
+    decoder_before = {k: v.clone() for k, v in model.layers.state_dict().items()}
+    # A bare timm ViT state dict (ViT names without the prefix) goes to the backbone only.
+    torch.save(source.backbone.state_dict(), tmp_path / "vit.pt")
+    left = load_init_weights(model, tmp_path / "vit.pt")
+    assert all(
+        torch.equal(v, source.backbone.state_dict()[k]) for k, v in model.backbone.state_dict().items()
+    )
+    assert all(torch.equal(v, decoder_before[k]) for k, v in model.layers.state_dict().items())
+    assert left and not any(name.startswith("backbone.") for name in left)
+    # The same under "backbone." inside a "state_dict" entry, as ViTPose / HMR2.0 files keep it.
+    prefixed = {f"backbone.{k}": v for k, v in source.backbone.state_dict().items()}
+    torch.save({"state_dict": prefixed, "meta": {}}, tmp_path / "vitpose.pth")
+    assert load_init_weights(model, tmp_path / "vitpose.pth") == left
+    # A finished checkpoint of the stage: the whole trained model.
+    _train(tiny_ajahr(train={"steps": 1}), a3d_tiny, tiny_tokenizers, body_model, tmp_path / "run")
+    assert load_init_weights(model, tmp_path / "run" / "checkpoint.pt") == []
+    trained = read_training_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert all(torch.equal(p, trained[n]) for n, p in model.trainable_named_parameters())
+    with pytest.raises(WeightsFileError, match=r"vit\.pt: fields \['backbone\.pos_embed'\] do not fit"):
+        torch.save({"pos_embed": torch.zeros(1, 7, 3)}, tmp_path / "vit.pt")
+        load_init_weights(model, tmp_path / "vit.pt")
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsFileError, match=r"other\.pt: no tensor fits this model"):
+        load_init_weights(model, tmp_path / "other.pt")
+
+
+def test_partial_finetuning_needs_init_weights_and_then_moves_only_the_unfrozen_layers(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path
+):
+    partial = tiny_ajahr(
+        train={"steps": 2}, finetune={"mode": "partial", "vit_blocks": 1, "decoder_layers": 1}
+    )
+    with pytest.raises(ValueError, match="init_weights"):
+        _train(partial, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "partial")
+    _train(tiny_ajahr(train={"steps": 1}), a3d_tiny, tiny_tokenizers, body_model, tmp_path / "start")
+    start = read_training_checkpoint(tmp_path / "start" / "checkpoint.pt")["model"]
+    result = _train(partial, a3d_tiny, tiny_tokenizers, body_model, tmp_path / "partial",
+                    init_weights=tmp_path / "start" / "checkpoint.pt")  # fmt: skip
+    assert result.complete
+    tuned = read_training_checkpoint(tmp_path / "partial" / "checkpoint.pt")["model"]
+    last = max(int(name.split(".")[2]) for name in tuned if name.startswith("backbone.blocks."))
+    frozen, trained = "backbone.blocks.0.attn.qkv.weight", f"backbone.blocks.{last}.attn.qkv.weight"
+    assert torch.equal(tuned[frozen], start[frozen]) and not torch.equal(tuned[trained], start[trained])
 
 
 def test_changed_settings_set_the_old_checkpoint_aside_instead_of_resuming(

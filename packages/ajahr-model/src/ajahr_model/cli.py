@@ -369,6 +369,9 @@ def train_ajahr(
                 body_model,
                 _relative_to(params_file, output_dir),
                 bpac_weights=_relative_to(params_file, Path(weights)) if weights else None,
+                init_weights=(
+                    _relative_to(params_file, Path(settings.init_weights)) if settings.init_weights else None
+                ),
                 max_minutes=max_minutes,
                 max_steps_this_run=max_steps_this_run,
                 progress=progress,

@@ -75,15 +75,33 @@ class SampleRef:
 
 
 def _member_table(shard: Path) -> dict[str, tuple[int, int]]:
+    """Byte ranges of the shard's files by name. A shard cut short (a copy or download that
+    stopped) keeps the members before the cut; the samples it lost are counted as corrupt by
+    the loader, like a damaged image, rather than failing the whole split here."""
     try:
-        with tarfile.open(shard, "r:") as tar:
-            return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+        size = shard.stat().st_size
+        tar = tarfile.open(shard, "r:")  # noqa: SIM115 - closed by the with below
     except (OSError, tarfile.TarError) as err:
         raise DataError(f"{shard}: not a readable tar shard ({err})") from err
+    table = {}
+    with tar:
+        while True:
+            try:
+                member = tar.next()
+            except (OSError, tarfile.TarError):  # a header cut in the middle: the end of what is left
+                break
+            if member is None:
+                break
+            if member.isfile() and member.offset_data + member.size <= size:
+                table[member.name] = (member.offset_data, member.size)
+    return table
 
 
 def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[SampleRef]:
-    """The samples of ``split`` in ``parts``, in index order, with their members' byte ranges."""
+    """The samples of ``split`` in ``parts``, in index order, with their members' byte ranges.
+
+    A sample the index lists and its shard lacks (a truncated shard) gets empty ranges: loading
+    it fails, and the run counts it as corrupt, failing past ``train.max_corrupt_fraction``."""
     index_path = dataset_dir / INDEX_FILE
     try:
         index = pd.read_parquet(index_path, columns=["key", "split", "part", "shard"])
@@ -93,6 +111,7 @@ def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[S
     if rows.empty:
         raise DataError(f"{index_path}: no samples with split={split!r} and part in {list(parts)}")
     tables: dict[str, dict[str, tuple[int, int]]] = {}
+    missing: dict[str, int] = {}
     refs = []
     for key, part, shard in zip(rows["key"], rows["part"], rows["shard"], strict=True):
         if shard not in tables:
@@ -100,14 +119,23 @@ def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[S
         table = tables[shard]
         image, labels = f"{key}.{IMAGE_EXTENSION}", f"{key}.{LABELS_EXTENSION}"
         if image not in table or labels not in table:
-            raise DataError(
-                f"{dataset_dir / shard}: member {image} or {labels} listed in {INDEX_FILE} is missing"
+            missing[shard] = missing.get(shard, 0) + 1
+        empty = (0, 0)
+        refs.append(
+            SampleRef(
+                str(key), str(part), dataset_dir / shard, table.get(image, empty), table.get(labels, empty)
             )
-        refs.append(SampleRef(str(key), str(part), dataset_dir / shard, table[image], table[labels]))
+        )
+    for shard, count in missing.items():
+        log.warning(
+            "%s: %d samples listed in %s are not in the shard (truncated?); they count as corrupt",
+            dataset_dir / shard, count, INDEX_FILE,
+        )  # fmt: skip
     return refs
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -134,7 +162,7 @@ def training_data_fingerprint(
     digests = {}
     for shard in dict.fromkeys(ref.shard for ref in refs):
         name = shard.relative_to(dataset_dir).as_posix() if shard.is_relative_to(dataset_dir) else str(shard)
-        digests[name] = recorded.get(name) or _file_sha256(shard)
+        digests[name] = recorded.get(name) or file_sha256(shard)
     payload: dict[str, Any] = {"samples": [[r.key, r.part] for r in refs], "shards": digests}
     if prior is not None:
         rows = [prior.lookup(r.key) for r in refs]
@@ -266,6 +294,8 @@ class A3DDataset(Dataset):
         handle = self._handles.get(shard)
         if handle is None:
             handle = self._handles[shard] = open(shard, "rb")  # noqa: SIM115 - kept open per worker
+        if span == (0, 0):
+            raise OSError(f"{shard}: the member is not in the shard (truncated?)")
         handle.seek(span[0])
         data = handle.read(span[1])
         if len(data) != span[1]:

@@ -148,9 +148,10 @@ def run_seed_study(
     for seed in study.seeds:
         for variant in study.variants:
             settings = seeded(section.settings(variant=variant), seed)
-            if settings.bpac_imagenet_weights:
+            if settings.bpac_imagenet_weights or settings.init_weights:
                 raise ValueError(
-                    "seed_study: ajahr.bpac_imagenet_weights is set; the study trains from scratch"
+                    "seed_study: ajahr.bpac_imagenet_weights or init_weights is set; the study trains "
+                    "from scratch"
                 )
             folder = work_dir / f"seed_{seed}" / variant
             n = len(runs) + 1

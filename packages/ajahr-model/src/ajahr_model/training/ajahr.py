@@ -20,10 +20,10 @@ from torch import nn
 import a3d_data
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
-from ajahr_model.data.a3d import A3DDataset, index_samples, training_data_fingerprint
+from ajahr_model.data.a3d import A3DDataset, file_sha256, index_samples, training_data_fingerprint
 from ajahr_model.data.keypoint_prior import KeypointPrior, load_keypoint_prior
 from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices, to_device
-from ajahr_model.networks.bpac import load_imagenet_weights
+from ajahr_model.networks.bpac import WeightsFileError, load_imagenet_weights
 from ajahr_model.networks.keypoints import (
     Detections,
     JointState,
@@ -96,6 +96,61 @@ def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
     return fingerprint(dumped, code_fingerprint(code), extra)
 
 
+def _file_digest(path: Path | None) -> str | None:
+    return None if path is None else file_sha256(path)[:16]
+
+
+def load_init_weights(model: AJAHR, path: Path) -> list[str]:
+    """Start ``model`` from the weights in ``path`` (``ajahr.init_weights``): a finished
+    checkpoint of this stage, or a backbone state dict (timm ViT names, bare or under
+    ``backbone.``; a ``state_dict`` or ``model`` entry is unwrapped). Tensors load where name and
+    shape match; the frozen tokenizers and the body model keep their own (their stages made
+    them). Returns the trained parameters left at their initialisation.
+
+    Raises WeightsFileError (naming the file and the fields) when the file is unreadable, when
+    nothing in it fits, or when a tensor of a matching name has another shape."""
+    import pickle
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as err:
+        raise WeightsFileError(f"{path}: cannot read initial weights ({err})") from err
+    state = raw
+    if isinstance(state, dict) and state.get("kind") == "ajahr":
+        state = state.get("model")
+    elif isinstance(state, dict):
+        for entry in ("state_dict", "model"):
+            if isinstance(state.get(entry), dict):
+                state = state[entry]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFileError(f"{path}: expected a state dict of tensors or a train_ajahr checkpoint")
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(("tokenizers.", "body_model."))}
+    # Names under "backbone." are the whole model's (ours, ViTPose's, HMR2.0's); a file without
+    # any is a bare backbone (timm), whose "norm" is the ViT's, not the decoder's.
+    whole_model = any(name.startswith("backbone.") for name in state)
+    mapped = {}
+    for name, tensor in state.items():
+        target = name if whole_model else f"backbone.{name}"
+        if target in own:
+            mapped[target] = tensor
+    wrong = sorted(k for k, v in mapped.items() if v.shape != own[k].shape)
+    if wrong:
+        details = ", ".join(f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3])
+        raise WeightsFileError(
+            f"{path}: fields {wrong[:5]} do not fit this model's shapes ({details}): another backbone, "
+            "image size or patch size than model.backbone / image_height / image_width / patch_size"
+        )
+    if not mapped:
+        raise WeightsFileError(f"{path}: no tensor fits this model (first names: {list(state)[:5]})")
+    model.load_state_dict(mapped, strict=False)
+    trained = {name for name, _ in model.trainable_named_parameters()}
+    left = sorted(trained - set(mapped))
+    log.info("started from %d tensors of %s; %d trained parameters left at initialisation",
+             len(mapped), path, len(left))  # fmt: skip
+    return left
+
+
 def _detector_readers(settings: Any) -> tuple[bool, bool]:
     """Whether BPAC-Net and the keypoint query read the detector's keypoints in training (the
     others read the noisy ground truth); each only when the model has that part."""
@@ -111,6 +166,7 @@ def ajahr_weights_fingerprint(
     bpac_weights: Path | None,
     dataset_dir: Path,
     body_model: BodyModel,
+    init_weights: Path | None = None,
 ) -> str:
     """What an AJAHR (or baseline) checkpoint was trained from: its settings, the code that
     shapes its weights, the training data, the body model, the tokenizers, BPAC-Net's start
@@ -124,6 +180,7 @@ def ajahr_weights_fingerprint(
         AJAHR_CODE,
         data=training_data_fingerprint(dataset_dir, index_samples(dataset_dir, "train", TRAIN_PARTS)),
         body_model=body_model.fingerprint(),
+        init_weights=_file_digest(init_weights),
         tokenizers=tokenizers,
         bpac_weights=str(bpac_weights),
         # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
@@ -360,6 +417,7 @@ def train_ajahr(
     body_model: BodyModel,
     output_dir: Path,
     bpac_weights: Path | None = None,
+    init_weights: Path | None = None,
     max_minutes: float | None = None,
     max_steps_this_run: int | None = None,
     progress: bool = True,
@@ -372,6 +430,12 @@ def train_ajahr(
     ``evaluation_dir`` (default: ``output_dir``): ``metrics.json`` and ``predictions.npz``.
     ``prior_path``: the keypoint_prior stage's output, read when the detector reads a prior."""
     evaluation_dir = evaluation_dir if evaluation_dir is not None else output_dir
+    if settings.finetune.mode == "partial" and init_weights is None:
+        raise ValueError(
+            "ajahr finetune.mode is 'partial': it freezes most of the ViT and the first decoder "
+            "layers, which from scratch would stay random; set ajahr init_weights to the weights to "
+            "fine-tune (a finished train_ajahr checkpoint, or a ViT state dict such as ViTPose's)"
+        )
     torch.manual_seed(settings.train.seed)
     fabric = make_fabric(settings.train)
     fabric.launch()
@@ -387,6 +451,8 @@ def train_ajahr(
     )
     means = mean_root_and_joints(train_set, seed=settings.train.seed)
     model = build_ajahr(settings, tokenizer_dir, body_model, means["root6d"])
+    if init_weights is not None:
+        load_init_weights(model, init_weights)
     if bpac_weights is not None and model.bpac is not None:
         load_imagenet_weights(model.bpac, bpac_weights)
     model = model.to(fabric.device)
@@ -438,7 +504,7 @@ def train_ajahr(
         optim=settings.optim,
         checkpoint=checkpoint,
         settings_fp=ajahr_weights_fingerprint(
-            settings, tokenizer_dir, detector_path, bpac_weights, dataset_dir, body_model
+            settings, tokenizer_dir, detector_path, bpac_weights, dataset_dir, body_model, init_weights
         ),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,

@@ -209,6 +209,12 @@ class AJAHRSettings(_Section):
     query_keypoints: Literal["ground_truth", "detector"] = "detector"
     # A user's ImageNet ResNet-34 weights for BPAC-Net (path relative to params.yaml); none here.
     bpac_imagenet_weights: str | None = None
+    # Weights the model starts from (path relative to params.yaml): a finished checkpoint of
+    # this stage (the whole model, e.g. a gpu-profile run to fine-tune further), or a ViT state
+    # dict for the backbone (timm names, or prefixed "backbone." as in ViTPose and HMR2.0
+    # checkpoints). finetune.mode: partial needs them: it freezes most of the network, which
+    # from scratch would stay at its random initialisation. None can be downloaded here.
+    init_weights: str | None = None
     # The stage's "it learned" check, reported under ``checks`` in metrics.json (a warning, not a
     # failure: the trained model is kept): pelvis-aligned MPJPE under this share of the mean-pose
     # predictor's on the test split, and BPAC-Net's amputation-class accuracy on amputees over
