@@ -60,3 +60,13 @@ def test_a_detector_reading_the_skeleton_without_the_prior_is_refused(tmp_path):
         ParamsError, match=r"skeleton_context reads the keypoint prior's skeleton: set prior_input"
     ):
         load_section(path, "keypoints", KeypointsSection).settings()
+
+
+def test_tals_thresholds_are_one_number_or_one_per_joint():
+    from ajahr_model.training.params import LossSettings
+
+    assert LossSettings(tals_threshold_3d=[0.1] * 24).weights().tals_threshold_3d == (0.1,) * 24
+    with pytest.raises(ValueError, match="tals_threshold_2d: 3 thresholds, expected one number or 17"):
+        LossSettings(tals_threshold_2d=[0.1] * 3)
+    with pytest.raises(ValueError):
+        LossSettings(tals_threshold_3d=-0.1)

@@ -62,6 +62,13 @@ def test_tals_down_weights_joints_already_under_their_threshold(tiny_tokenizers,
     _, none_under = ajahr_loss(out, batch, LossWeights(tals=True, tals_threshold_3d=1e-9, tals_factor=0.05))
     assert all_under["keypoints3d"] == pytest.approx(0.05 * float(plain["keypoints3d"]), rel=1e-5)
     assert none_under["keypoints3d"] == pytest.approx(float(plain["keypoints3d"]), rel=1e-6)
+    # Per-joint thresholds (the brief's): the pelvis-relative pelvis error is 0, so only the other
+    # 23 joints count; half of them under a huge threshold, half under a tiny one.
+    mixed = tuple([1e3] * 12 + [1e-9] * 12)
+    _, per_joint = ajahr_loss(out, batch, LossWeights(tals=True, tals_threshold_3d=mixed, tals_factor=0.05))
+    assert float(all_under["keypoints3d"]) < float(per_joint["keypoints3d"]) < float(plain["keypoints3d"])
+    same = LossWeights(tals=True, tals_threshold_3d=(1e3,) * 24, tals_factor=0.05)
+    assert float(ajahr_loss(out, batch, same)[1]["keypoints3d"]) == float(all_under["keypoints3d"])
 
 
 def _train(section: AJAHRSection, a3d, tokenizers, body_model, out, **limits):

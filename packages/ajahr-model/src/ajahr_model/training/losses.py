@@ -13,6 +13,8 @@ L = w_orient * L_orient + w_pose * L_pose + w_betas * L_betas + w_3d * L_3D + w_
 * L_cls: BPAC-Net cross-entropy, averaged over the four heads (0 for a model without BPAC-Net).
 * TALS (threshold-adaptive loss scaling, optional): a joint whose error is under its threshold
   counts ``tals_factor`` times, so the loss spends itself on the joints that are still wrong.
+  A threshold is one value for every joint or one per joint (24 SMPL joints in 3D, 17 COCO
+  keypoints in 2D), as the brief's per-joint thresholds.
 """
 
 from __future__ import annotations
@@ -37,18 +39,20 @@ class LossWeights:
     bpac: float = 0.1
     joints_direct: float = 0.0
     tals: bool = False
-    tals_threshold_3d: float = 0.05  # metres
-    tals_threshold_2d: float = 0.02  # normalised crop units (5 px at 256)
+    tals_threshold_3d: float | tuple[float, ...] = 0.05  # metres; or one per SMPL joint (24)
+    tals_threshold_2d: float | tuple[float, ...] = 0.02  # crop units (5 px at 256); or one per keypoint (17)
     tals_factor: float = 0.05
 
 
 LOSS_TERMS = ("global_orient", "body_pose", "betas", "keypoints3d", "keypoints2d", "bpac", "joints_direct")
 
 
-def _tals(error: torch.Tensor, threshold: float, weights: LossWeights) -> torch.Tensor:
+def _tals(error: torch.Tensor, threshold: float | tuple[float, ...], weights: LossWeights) -> torch.Tensor:
+    """``error`` (B, J); ``threshold`` a number or J numbers."""
     if not weights.tals:
         return error
-    return torch.where(error.detach() < threshold, weights.tals_factor * error, error)
+    limit = torch.as_tensor(threshold, dtype=error.dtype, device=error.device)
+    return torch.where(error.detach() < limit, weights.tals_factor * error, error)
 
 
 def ajahr_loss(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from ajahr_model.data.a3d import Augmentation
 from ajahr_model.networks.keypoints import DetectorConfig
@@ -168,9 +168,18 @@ class LossSettings(_Section):
     # Ours: L1 of the regressed joints of model.root_from_joints (0 without it).
     joints_direct: float = Field(0.0, ge=0.0)
     tals: bool = False
-    tals_threshold_3d: float = Field(0.05, gt=0.0)
-    tals_threshold_2d: float = Field(0.02, gt=0.0)
+    # One threshold for every joint, or one per joint: 24 SMPL joints (metres), 17 COCO keypoints.
+    tals_threshold_3d: PositiveFloat | tuple[PositiveFloat, ...] = 0.05
+    tals_threshold_2d: PositiveFloat | tuple[PositiveFloat, ...] = 0.02
     tals_factor: float = Field(0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _per_joint_lengths(self) -> LossSettings:
+        for name, joints in (("tals_threshold_3d", 24), ("tals_threshold_2d", 17)):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) != joints:
+                raise ValueError(f"{name}: {len(value)} thresholds, expected one number or {joints}")
+        return self
 
     def weights(self) -> LossWeights:
         return LossWeights(**self.model_dump())
