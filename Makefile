@@ -121,6 +121,10 @@ bench-synth: $(STAMP) $(BENCH_STAMP) ## Benchmark rendering: torch and OpenGL ba
 bench-tokenizer: $(STAMP) ## Benchmark tokenizer training steps (cpu and gpu profiles) vs a VQ-only step
 	$(BIN)/python benchmarks/bench_tokenizer.py
 
+.PHONY: prune-checkpoints
+prune-checkpoints: $(STAMP) ## List the checkpoints training set aside under models/ (sizes); DELETE=1 deletes them
+	$(BIN)/python -m ajahr_model.prune models $(if $(DELETE),--delete,)
+
 .PHONY: bench-train
 bench-train: $(STAMP) ## Benchmark AJAHR training: full step vs bare ViT backbone, and the data loader alone (gpu profile on CUDA)
 	$(BIN)/python benchmarks/bench_train.py

@@ -242,6 +242,8 @@ def train_detector(
     prior = _prior(prior_path, "keypoints.model.prior_input") if config.prior_input else None
     with fabric.init_module():
         model = KeypointDetector(config)
+    if settings.train.compile:
+        model.backbone.compile()  # in place, as for AJAHR: the checkpoint keeps the backbone's names
     train_set = A3DDataset(
         index_samples(dataset_dir, "train", TRAIN_PARTS),
         settings.augmentation.augmentation(),
