@@ -65,8 +65,16 @@ $(BLAZEPOSE_STAMP): requirements-blazepose.lock $(STAMP)
 
 install: $(STAMP) $(BLAZEPOSE_STAMP) ## Create .venv (pinned dependencies, packages editable) and .venv-blazepose
 
-run: $(STAMP) $(BLAZEPOSE_STAMP) ## The main job: reproduce the DVC pipeline (default CPU profile)
+# PROFILE=gpu or paper switches every training stage's profile in one command, as a DVC
+# experiment (params.yaml changes in the workspace; `dvc params diff` shows it). The tokenizers
+# have no paper profile: the paper's tokenizer is the gpu one.
+run: $(STAMP) $(BLAZEPOSE_STAMP) ## The main job: reproduce the DVC pipeline (default CPU profile; PROFILE=gpu|paper to switch)
+ifdef PROFILE
+	$(BIN)/dvc exp run -S tokenizer.profile=$(if $(filter paper,$(PROFILE)),gpu,$(PROFILE)) \
+		-S keypoints.profile=$(PROFILE) -S ajahr.profile=$(PROFILE)
+else
 	$(BIN)/dvc repro
+endif
 	@echo "outputs: $(CURDIR)/outputs/"
 
 test: $(STAMP) $(BLAZEPOSE_STAMP) ## Install if needed, then run the test suite

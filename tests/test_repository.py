@@ -118,3 +118,23 @@ def test_the_tokenizer_stage_declares_what_the_command_writes_and_keeps_the_chec
         assert outs[str(folder / CHECKPOINT_NAME)][str(folder / CHECKPOINT_NAME)]["persist"] is True
     assert _paths(stage["metrics"]) == [str(f / METRICS_NAME) for f in folders]
     assert "tokenizer" in stage["params"] and "body_model" in stage["params"]
+
+
+def test_one_make_command_switches_every_stages_profile_and_the_default_is_dvc_repro():
+    """`make run PROFILE=...` is one command (a DVC experiment, so `dvc params diff` shows it);
+    the tokenizers take their gpu profile for the paper's, having no paper profile."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def dry_run(*args: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "run", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return done.stdout.replace("\\\n", " ")
+
+    assert "dvc repro" in dry_run() and "exp run" not in dry_run()
+    for profile in ("gpu", "paper"):
+        command = " ".join(dry_run(f"PROFILE={profile}").split())
+        tokenizer = profile if profile in params["tokenizer"]["profiles"] else "gpu"
+        for key, value in (("tokenizer", tokenizer), ("keypoints", profile), ("ajahr", profile)):
+            assert value in params[key]["profiles"]
+            assert f"-S {key}.profile={value}" in command
