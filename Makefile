@@ -66,12 +66,19 @@ $(BLAZEPOSE_STAMP): requirements-blazepose.lock $(STAMP)
 install: $(STAMP) $(BLAZEPOSE_STAMP) ## Create .venv (pinned dependencies, packages editable) and .venv-blazepose
 
 # PROFILE=gpu or paper switches every training stage's profile in one command, as a DVC
-# experiment (params.yaml changes in the workspace; `dvc params diff` shows it). The tokenizers
-# have no paper profile: the paper's tokenizer is the gpu one.
+# experiment: params.yaml keeps the change in the workspace (`dvc params diff` shows it; a plain
+# `make run` afterwards runs that profile again until `git checkout params.yaml`). The tokenizers
+# have no paper profile: the paper's tokenizer is the gpu one. The paper profile fine-tunes
+# partially, so it needs INIT_WEIGHTS=FILE (a ViT state dict such as ViTPose-H's, or a finished
+# train_ajahr checkpoint; relative to params.yaml).
 run: $(STAMP) $(BLAZEPOSE_STAMP) ## The main job: reproduce the DVC pipeline (default CPU profile; PROFILE=gpu|paper to switch)
 ifdef PROFILE
+	@if [ "$(PROFILE)" = paper ] && [ -z "$(INIT_WEIGHTS)" ]; then \
+		echo "error: PROFILE=paper fine-tunes partially: give INIT_WEIGHTS=FILE (ViT or train_ajahr weights)" >&2; \
+		exit 2; fi
 	$(BIN)/dvc exp run -S tokenizer.profile=$(if $(filter paper,$(PROFILE)),gpu,$(PROFILE)) \
-		-S keypoints.profile=$(PROFILE) -S ajahr.profile=$(PROFILE)
+		-S keypoints.profile=$(PROFILE) -S ajahr.profile=$(PROFILE) \
+		$(if $(INIT_WEIGHTS),-S ajahr.shared.init_weights=$(INIT_WEIGHTS),)
 else
 	$(BIN)/dvc repro
 endif

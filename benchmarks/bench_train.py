@@ -39,7 +39,8 @@ from ajahr_model.networks.keypoints import detect_batch
 from ajahr_model.networks.regressor import AJAHR
 from ajahr_model.tokenizer.params import TokenizerSection
 from ajahr_model.tokenizer.vqvae import PoseVQVAE
-from ajahr_model.training.ajahr import TRAIN_PARTS, load_detector
+from ajahr_model.training.common import TRAIN_PARTS
+from ajahr_model.training.detector import load_detector
 from ajahr_model.training.losses import ajahr_loss
 from ajahr_model.training.params import AJAHRSection
 
@@ -111,6 +112,8 @@ def main() -> None:
     # Untrained tokenizers of the profile's shape: the step's cost does not depend on their weights.
     tokenizers = {r: PoseVQVAE(tok_settings.model.config()) for r in ("non_amputee", "amputee")}
     model = AJAHR(model_settings.config(), tokenizers, load_body_model()).to(device)
+    if settings.finetune.mode == "partial":  # the paper profile: as training freezes it
+        model.freeze_for_partial_finetuning(settings.finetune.vit_blocks, settings.finetune.decoder_layers)
     dataset_dir = REPO_ROOT / "data" / "a3d"
     # The frozen detector, when training reads its keypoints (BPAC-Net's or the query's) and the
     # pipeline has trained one: its forward is part of every training step then.
@@ -188,10 +191,14 @@ def main() -> None:
         iterator = iter(loader)
         loaded = _rate(lambda: next(iterator), batch_size, args.seconds, torch.device("cpu"), warmup=1)
         rows.append((f"loader ({settings.train.num_workers} workers)", loaded, loaded / base))
+    used_detector = ""
+    if detector is not None:
+        used_detector = f", with the frozen detector {detector_path} ({detector.config.input_size} px input)"
     print(f"AJAHR training throughput: profile {args.profile or section.profile}, backbone "
           f"{model_settings.backbone} at {h}x{w}, batch {batch_size}, {device.type}"
           f"{', bf16' if dtype else ''}, {torch.get_num_threads()} threads"
-          f"{', with the frozen detector' if detector is not None else ''}")  # fmt: skip
+          f"{', partial fine-tuning' if settings.finetune.mode == 'partial' else ''}"
+          f"{used_detector}")  # fmt: skip
     print(f"{'':28s}{'images/s':>12s}{'x bare':>10s}")
     for name, rate, ratio in rows:
         print(f"{name:28s}{rate:12.1f}{ratio:10.2f}")

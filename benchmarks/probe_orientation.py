@@ -59,7 +59,7 @@ from ajahr_model.networks.bpac import normalise_image
 from ajahr_model.networks.keypoints import KeypointDetector, detect_batch
 from ajahr_model.networks.regressor import keypoint_features
 from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d, rotation_6d_to_matrix
-from ajahr_model.training.ajahr import load_detector
+from ajahr_model.training.detector import load_detector
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("amputee", "non_amputee")

@@ -132,8 +132,12 @@ def test_one_make_command_switches_every_stages_profile_and_the_default_is_dvc_r
         return done.stdout.replace("\\\n", " ")
 
     assert "dvc repro" in dry_run() and "exp run" not in dry_run()
-    for profile in ("gpu", "paper"):
-        command = " ".join(dry_run(f"PROFILE={profile}").split())
+    refused = subprocess.run(["make", "run", "PROFILE=paper"], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "INIT_WEIGHTS" in refused.stderr  # partial fine-tuning needs them
+    for profile, extra in (("gpu", ""), ("paper", "INIT_WEIGHTS=vit_h.pth")):
+        command = " ".join(dry_run(f"PROFILE={profile}", *([extra] if extra else [])).split())
+        if extra:
+            assert "-S ajahr.shared.init_weights=vit_h.pth" in command
         tokenizer = profile if profile in params["tokenizer"]["profiles"] else "gpu"
         for key, value in (("tokenizer", tokenizer), ("keypoints", profile), ("ajahr", profile)):
             assert value in params[key]["profiles"]

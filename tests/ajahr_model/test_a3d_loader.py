@@ -227,8 +227,13 @@ def test_a_truncated_shard_keeps_its_whole_members_and_its_lost_samples_count_as
     cut = refs[len(refs) // 2].image[0] + 10  # inside the image of the middle sample
     with open(shard, "r+b") as handle:
         handle.truncate(cut)
+    # Test and evaluation sets are read strictly: the shard is named, nothing is dropped silently.
+    with pytest.raises(
+        DataError, match=rf"{shard.name}: \d+ samples listed in index.parquet are not in the shard"
+    ):
+        index_samples(copy, "train", ["amputee"])
     with caplog.at_level("WARNING"):
-        cut_refs = index_samples(copy, "train", ["amputee"])
+        cut_refs = index_samples(copy, "train", ["amputee"], allow_missing=True)
     assert [r.key for r in cut_refs] == [r.key for r in refs]  # the index's samples, all listed
     assert "are not in the shard (truncated?)" in caplog.text and shard.name in caplog.text
     samples = [A3DDataset(cut_refs)[i] for i in range(len(cut_refs))]

@@ -13,14 +13,8 @@ import torch
 from a3d_data.synthesis.schema import KeypointState
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, collate, index_samples
 from ajahr_model.networks.bpac import WeightsFileError
-from ajahr_model.training.ajahr import (
-    build_ajahr,
-    load_detector,
-    load_init_weights,
-    load_trained_model,
-    train_ajahr,
-    train_detector,
-)
+from ajahr_model.training.ajahr import build_ajahr, load_init_weights, load_trained_model, train_ajahr
+from ajahr_model.training.detector import load_detector, train_detector
 from ajahr_model.training.loop import NonFiniteLossError, fit, make_fabric, read_training_checkpoint
 from ajahr_model.training.losses import LossWeights, ajahr_loss
 from ajahr_model.training.params import AJAHRSection
@@ -165,6 +159,12 @@ def test_init_weights_load_a_backbone_or_a_whole_checkpoint_and_say_what_does_no
     with pytest.raises(WeightsFileError, match=r"vit\.pt: fields \['backbone\.pos_embed'\] do not fit"):
         torch.save({"pos_embed": torch.zeros(1, 7, 3)}, tmp_path / "vit.pt")
         load_init_weights(model, tmp_path / "vit.pt")
+    torch.save({"kind": "keypoint_detector", "complete": True, "model": {}}, tmp_path / "detector.pt")
+    with pytest.raises(WeightsFileError, match=r"detector\.pt: field 'kind' is 'keypoint_detector'"):
+        load_init_weights(model, tmp_path / "detector.pt")
+    torch.save(b"not a state dict", tmp_path / "bytes.pt")
+    with pytest.raises(WeightsFileError, match=r"bytes\.pt: expected a state dict"):
+        load_init_weights(model, tmp_path / "bytes.pt")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
     with pytest.raises(WeightsFileError, match=r"other\.pt: no tensor fits this model"):
         load_init_weights(model, tmp_path / "other.pt")
@@ -227,13 +227,17 @@ def test_finite_loss_with_non_finite_gradients_stops_before_the_step(a3d_tiny, t
             value = value + torch.sqrt(value - value.detach())
         return value, {}
 
-    checkpoint = tmp_path / "checkpoint.pt"
-    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is .* but its gradients are not finite"):
-        fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()), loss_fn=loss_fn,
-            dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train, optim=settings.optim,
-            checkpoint=checkpoint, settings_fp="x", progress=False)  # fmt: skip
-    saved = read_training_checkpoint(checkpoint)
-    assert saved["step"] == 2 and all(torch.isfinite(t).all() for t in saved["model"].values())
+    for clip in (1.0, None):  # the norm comes from the clipping, or is computed for the check
+        checkpoint = tmp_path / f"clip-{clip}.pt"
+        optim = settings.optim.model_copy(update={"grad_clip": clip})
+        with pytest.raises(
+            NonFiniteLossError, match=r"step 3: the loss is .* but its gradients are not finite"
+        ):
+            fit(fabric=make_fabric(settings.train), model=model, parameters=list(model.parameters()),
+                loss_fn=loss_fn, dataset=dataset, parts=[r.part for r in dataset.refs], run=settings.train,
+                optim=optim, checkpoint=checkpoint, settings_fp="x", progress=False)  # fmt: skip
+        saved = read_training_checkpoint(checkpoint)
+        assert saved["step"] == 2 and all(torch.isfinite(t).all() for t in saved["model"].values())
 
 
 def test_a_resumed_run_continues_the_global_random_stream_of_the_uninterrupted_one(a3d_tiny, tmp_path):
@@ -265,7 +269,7 @@ def test_a_resumed_run_continues_the_global_random_stream_of_the_uninterrupted_o
 _KILLED_RUN = """
 import sys, torch
 from pathlib import Path
-from ajahr_model.training.ajahr import train_detector
+from ajahr_model.training.detector import train_detector
 from tests.ajahr_model.conftest_ajahr import tiny_keypoints
 torch.set_num_threads(int(sys.argv[3]))
 train_detector(tiny_keypoints(steps=int(sys.argv[4]), checkpoint_every=1).settings(), Path(sys.argv[1]),
@@ -284,25 +288,28 @@ def test_a_run_killed_by_sigkill_resumes_to_exactly_the_weights_of_one_run(a3d_t
     import time
     from pathlib import Path
 
-    steps = 60  # a checkpoint every step: about 0.2 s a step here, so the kill lands mid-run
+    steps = 80  # a checkpoint every step: killed after the third, long before the end
     repo = Path(__file__).resolve().parents[2]
     killed = tmp_path / "killed"
+    checkpoint = killed / "checkpoint.pt"
     process = subprocess.Popen(
         [sys.executable, "-c", _KILLED_RUN, str(a3d_tiny), str(killed), str(torch.get_num_threads()), str(steps)],
         cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
     )  # fmt: skip
-    deadline = time.monotonic() + 120
+    deadline, saves, last = time.monotonic() + 300, 0, None
     try:
-        while (
-            time.monotonic() < deadline and process.poll() is None and not (killed / "checkpoint.pt").exists()
-        ):
-            time.sleep(0.02)
-        time.sleep(0.3)  # a few steps on, at whatever point of a step or a checkpoint write
+        while saves < 3 and process.poll() is None:  # three saves seen: a few steps in
+            if time.monotonic() > deadline:
+                pytest.fail(f"the training subprocess wrote no checkpoint in 300 s ({checkpoint})")
+            stamp = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+            if stamp is not None and stamp != last:
+                saves, last = saves + 1, stamp
+            time.sleep(0.01)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    at_kill = read_training_checkpoint(killed / "checkpoint.pt")
+    at_kill = read_training_checkpoint(checkpoint)
     assert 1 <= at_kill["step"] < steps and not at_kill["complete"]
     # checkpoint_every only says how often a run saves: not part of what it learns.
     settings = tiny_keypoints(steps=steps, checkpoint_every=steps).settings()

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from ajahr_model.training.ajahr import train_detector
+from ajahr_model.training.detector import train_detector
 from ajahr_model.training.loop import read_training_checkpoint
 from tests.ajahr_model.conftest_ajahr import tiny_ajahr_section, tiny_keypoints
 

@@ -274,7 +274,7 @@ def train_keypoints(
         _fail(err)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ajahr_model.training.ajahr import train_detector
+    from ajahr_model.training.detector import train_detector
 
     settings = section.settings()
     try:
@@ -560,7 +560,8 @@ def evaluate_real(
     from a3d_data.body_model import BodyModelFileError, load_body_model
     from ajahr_model.evaluation.real_data import SequenceFileError, evaluate_sequence, read_sequence
     from ajahr_model.tokenizer.checkpoint import CheckpointError
-    from ajahr_model.training.ajahr import load_detector, load_trained_model
+    from ajahr_model.training.ajahr import load_trained_model
+    from ajahr_model.training.detector import load_detector
     from ajahr_model.training.loop import TrainingCheckpointError
 
     if format not in ("emdb", "3dpw"):

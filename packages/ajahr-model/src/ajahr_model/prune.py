@@ -19,7 +19,7 @@ from pathlib import Path
 
 # What loop.set_aside and the tokenizer trainer name the files they keep: checkpoint.<reason>.pt,
 # <reason> being settings-<fingerprint> or unreadable, with -<n> when the name was taken.
-SET_ASIDE = re.compile(r"^checkpoint\.(settings-[0-9a-z]+|unreadable)(-\d+)?\.pt$")
+SET_ASIDE = re.compile(r"^checkpoint\.(settings-[^.]+|unreadable)(-\d+)?\.pt$")
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,19 @@ class CorruptSamplesError(RuntimeError):
     """More corrupt samples than the run allows."""
 
 
+# What reading a damaged sample raises (image decoding, npz parsing, short reads): the loader
+# counts such a sample as corrupt instead of failing.
+SAMPLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    zipfile.BadZipFile,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+)
+
+
 @dataclass(frozen=True)
 class SampleRef:
     """Where one sample's members lie: the shard file and (offset, size) of each member."""
@@ -97,11 +110,14 @@ def _member_table(shard: Path) -> dict[str, tuple[int, int]]:
     return table
 
 
-def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[SampleRef]:
+def index_samples(
+    dataset_dir: Path, split: str, parts: Sequence[str], allow_missing: bool = False
+) -> list[SampleRef]:
     """The samples of ``split`` in ``parts``, in index order, with their members' byte ranges.
 
-    A sample the index lists and its shard lacks (a truncated shard) gets empty ranges: loading
-    it fails, and the run counts it as corrupt, failing past ``train.max_corrupt_fraction``."""
+    A sample the index lists and its shard lacks (a truncated shard) is a DataError naming the
+    shard; with ``allow_missing`` (training sets) it gets empty ranges instead: loading it
+    fails, and the run counts it as corrupt, failing past ``train.max_corrupt_fraction``."""
     index_path = dataset_dir / INDEX_FILE
     try:
         index = pd.read_parquet(index_path, columns=["key", "split", "part", "shard"])
@@ -125,6 +141,12 @@ def index_samples(dataset_dir: Path, split: str, parts: Sequence[str]) -> list[S
             SampleRef(
                 str(key), str(part), dataset_dir / shard, table.get(image, empty), table.get(labels, empty)
             )
+        )
+    if missing and not allow_missing:
+        shard, count = next(iter(missing.items()))
+        raise DataError(
+            f"{dataset_dir / shard}: {count} samples listed in {INDEX_FILE} are not in the shard "
+            f"(truncated?); {len(missing)} shard(s) of split {split!r} lack samples"
         )
     for shard, count in missing.items():
         log.warning(
@@ -332,15 +354,7 @@ class A3DDataset(Dataset):
         ref = self.refs[index]
         try:
             image, labels = self.load(index)
-        except (
-            OSError,
-            ValueError,
-            KeyError,
-            EOFError,
-            zipfile.BadZipFile,
-            UnidentifiedImageError,
-            Image.DecompressionBombError,
-        ) as err:
+        except SAMPLE_ERRORS as err:
             return {"ok": False, "key": ref.key, "index": index, "error": f"{ref.shard}: {ref.key}: {err}"}
         if self.augmentation is not None and draw >= 0:
             rng = np.random.default_rng([self.seed, draw])

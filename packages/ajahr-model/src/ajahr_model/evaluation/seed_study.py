@@ -137,7 +137,11 @@ def run_seed_study(
     ``pipeline_dirs``: the pipeline's folders of checkpoints and of evaluations (``models``,
     ``models/evaluation``): a run there of the same fingerprint (same settings and seed, same
     code, tokenizers and detector) is copied in rather than trained again."""
-    from ajahr_model.training.ajahr import ajahr_weights_fingerprint, train_ajahr
+    from ajahr_model.training.ajahr import (
+        ajahr_training_data_fingerprint,
+        ajahr_weights_fingerprint,
+        train_ajahr,
+    )
 
     unknown = [v for v in study.variants if v not in section.variants]
     if unknown:
@@ -145,6 +149,7 @@ def run_seed_study(
             f"seed_study.variants: {unknown} are not under ajahr.variants (have {sorted(section.variants)})"
         )
     runs, total = [], len(study.seeds) * len(study.variants)
+    data_fp = ajahr_training_data_fingerprint(dataset_dir)
     for seed in study.seeds:
         for variant in study.variants:
             settings = seeded(section.settings(variant=variant), seed)
@@ -156,7 +161,7 @@ def run_seed_study(
             folder = work_dir / f"seed_{seed}" / variant
             n = len(runs) + 1
             expected = ajahr_weights_fingerprint(
-                settings, tokenizer_dir, detector_path, None, dataset_dir, body_model
+                settings, tokenizer_dir, detector_path, None, data_fp, body_model
             )
             if _finished(folder / "checkpoint.pt", folder, settings, expected):
                 log.info("seed study %d/%d: seed %d, %s: finished earlier, kept", n, total, seed, variant)

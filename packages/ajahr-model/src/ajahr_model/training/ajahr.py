@@ -1,14 +1,12 @@
-"""Training and test-split evaluation of AJAHR (BPAC-Net + the mesh regressor), and of the detector.
+"""Training and test-split evaluation of AJAHR (BPAC-Net + the mesh regressor) and its variants.
 
-The ``train_keypoints`` and ``train_ajahr`` stages call :func:`train_detector` and
-:func:`train_ajahr`. Each writes, in its output folder, ``checkpoint.pt`` (the whole training
-state; resumable), ``metrics.json`` and ``loss_curve.png``.
+Stage ``train_model@<variant>`` calls :func:`train_ajahr`, which writes ``checkpoint.pt`` (the
+whole training state; resumable) and ``loss_curve.png`` in its output folder, ``metrics.json``
+and ``predictions.npz`` in its evaluation folder. The detector's stage: ``training.detector``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,83 +15,48 @@ import numpy as np
 import torch
 from torch import nn
 
-import a3d_data
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
-from ajahr_model.data.a3d import A3DDataset, file_sha256, index_samples, training_data_fingerprint
-from ajahr_model.data.keypoint_prior import KeypointPrior, load_keypoint_prior
-from ajahr_model.evaluation.evaluate import TEST_PARTS, batches, evaluate_model, part_indices, to_device
+from ajahr_model.data.a3d import (
+    SAMPLE_ERRORS,
+    A3DDataset,
+    file_sha256,
+    index_samples,
+    training_data_fingerprint,
+)
+from ajahr_model.evaluation.evaluate import TEST_PARTS, evaluate_model
 from ajahr_model.networks.bpac import WeightsFileError, load_imagenet_weights
 from ajahr_model.networks.keypoints import (
-    Detections,
-    JointState,
-    KeypointDetector,
     detect_batch,
-    detector_loss,
-    joint_state_targets,
 )
 from ajahr_model.networks.regressor import AJAHR
 from ajahr_model.tokenizer.checkpoint import load_tokenizer
 from ajahr_model.tokenizer.rotation6d import matrix_to_rotation_6d
+from ajahr_model.training.common import (
+    DATA_CODE,
+    SHARED_CODE,
+    TRAIN_PARTS,
+    load_prior,
+    read_training_fp,
+    weights_fingerprint,
+    write_json,
+)
+from ajahr_model.training.detector import load_detector
 from ajahr_model.training.figure import plot_history
-from ajahr_model.training.loop import FitResult, fingerprint, fit, make_fabric, read_training_checkpoint
+from ajahr_model.training.loop import FitResult, fit, make_fabric, read_training_checkpoint
 from ajahr_model.training.losses import ajahr_loss
-from ajahr_model.training.params import AJAHRSettings, DetectorSettings
+from ajahr_model.training.params import AJAHRSettings
 
 log = logging.getLogger(__name__)
 
-TRAIN_PARTS = ["amputee", "non_amputee", "occlusion"]
-# Settings that do not change the weights: where and how fast a run executes.
-_RUN_ONLY = {
-    "accelerator",
-    "devices",
-    "num_workers",
-    "checkpoint_every",
-    "log_every",
-    "eval_batch_size",
-    "eval_limit",
-    "compile",
-}
-
-
-_PACKAGE = Path(__file__).resolve().parents[1]
-_DATA_PACKAGE = Path(a3d_data.__file__).resolve().parent
-# Source files whose change changes what a run learns: a checkpoint trained by other code is set
-# aside and retrained, as for the tokenizers. Evaluation code is not among them.
-# training/ajahr.py builds the runs themselves (which parts they read, the loss they step on).
-_SHARED_CODE = (
-    "data/a3d.py", "data/keypoint_prior.py", "training/loop.py", "training/ajahr.py", "networks/bpac.py",
-)  # fmt: skip
-# a3d-data's joint conventions and sample schema (the keypoints and states a run reads), and for
-# AJAHR the amputation code that zeroes its body model: names under "a3d_data/"; folders are
-# taken whole.
-_DATA_CODE = ("a3d_data/skeleton.py", "a3d_data/synthesis/schema.py")
-DETECTOR_CODE = (*_SHARED_CODE, "networks/keypoints.py", *_DATA_CODE)
 AJAHR_CODE = (
-    *_SHARED_CODE,
+    *SHARED_CODE,
+    "training/ajahr.py",
     "networks/regressor.py",
     "training/losses.py",
-    *_DATA_CODE,
+    *DATA_CODE,
     "a3d_data/amputation",
 )
-
-
-def _source_files(name: str) -> list[tuple[str, Path]]:
-    in_data = name.startswith("a3d_data/")
-    path = _DATA_PACKAGE / name.removeprefix("a3d_data/") if in_data else _PACKAGE / name
-    if path.is_dir():
-        return [(f"{name}/{f.relative_to(path).as_posix()}", f) for f in sorted(path.rglob("*.py"))]
-    return [(name, path)]
-
-
-def code_fingerprint(files: tuple[str, ...]) -> str:
-    return fingerprint([(label, path.read_text()) for name in files for label, path in _source_files(name)])
-
-
-def _weights_fp(settings: Any, code: tuple[str, ...], **extra: Any) -> str:
-    dumped = settings.model_dump(mode="json")
-    dumped["train"] = {k: v for k, v in dumped["train"].items() if k not in _RUN_ONLY}
-    return fingerprint(dumped, code_fingerprint(code), extra)
 
 
 def _file_digest(path: Path | None) -> str | None:
@@ -112,11 +75,26 @@ def load_init_weights(model: AJAHR, path: Path) -> list[str]:
     import pickle
 
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as err:
-        raise WeightsFileError(f"{path}: cannot read initial weights ({err})") from err
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Our own checkpoints keep random states and settings beside the weights; a file that
+        # needs classes this environment lacks (an HMR2.0 Lightning file's hyper-parameters)
+        # fails below with its name.
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any failure to unpickle is the file's
+            raise WeightsFileError(
+                f"{path}: cannot read initial weights ({type(err).__name__}: {err})"
+            ) from err
+    except Exception as err:  # noqa: BLE001
+        raise WeightsFileError(f"{path}: cannot read initial weights ({type(err).__name__}: {err})") from err
     state = raw
-    if isinstance(state, dict) and state.get("kind") == "ajahr":
+    if isinstance(state, dict) and "kind" in state:
+        if state["kind"] != "ajahr" or not state.get("complete"):
+            raise WeightsFileError(
+                f"{path}: field 'kind' is {state['kind']!r}, complete {state.get('complete')}: "
+                "expected a finished train_ajahr checkpoint or a state dict"
+            )
         state = state.get("model")
     elif isinstance(state, dict):
         for entry in ("state_dict", "model"):
@@ -159,12 +137,19 @@ def _detector_readers(settings: Any) -> tuple[bool, bool]:
     return bool(bpac), bool(query)
 
 
+def ajahr_training_data_fingerprint(dataset_dir: Path) -> str:
+    """The training data part of AJAHR's fingerprint, as :func:`train_ajahr` computes it."""
+    return training_data_fingerprint(
+        dataset_dir, index_samples(dataset_dir, "train", TRAIN_PARTS, allow_missing=True)
+    )
+
+
 def ajahr_weights_fingerprint(
     settings: AJAHRSettings,
     tokenizer_dir: Path,
     detector_path: Path | None,
     bpac_weights: Path | None,
-    dataset_dir: Path,
+    data_fp: str,
     body_model: BodyModel,
     init_weights: Path | None = None,
 ) -> str:
@@ -175,10 +160,10 @@ def ajahr_weights_fingerprint(
     A checkpoint with another fingerprint is set aside and the run starts over."""
     tokenizers = [read_training_fp(tokenizer_dir / r / "checkpoint.pt") for r in settings.tokenizers]
     reads_detector = any(_detector_readers(settings)) and detector_path is not None
-    return _weights_fp(
+    return weights_fingerprint(
         settings,
         AJAHR_CODE,
-        data=training_data_fingerprint(dataset_dir, index_samples(dataset_dir, "train", TRAIN_PARTS)),
+        data=data_fp,
         body_model=body_model.fingerprint(),
         init_weights=_file_digest(init_weights),
         tokenizers=tokenizers,
@@ -186,11 +171,6 @@ def ajahr_weights_fingerprint(
         # A retrained detector changes what BPAC-Net or the query trains on: the run starts over.
         detector=read_training_fp(detector_path) if reads_detector else None,
     )
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def noisy_keypoints(
@@ -212,152 +192,6 @@ def noisy_keypoints(
     return torch.where((state == KeypointState.ABSENT)[..., None], keypoints, keypoints + noise)
 
 
-def _prior(path: Path | None, needed_by: str) -> KeypointPrior:
-    if path is None or not path.exists():
-        raise ValueError(
-            f"{needed_by} reads the keypoint prior, and {path} does not exist "
-            "(run the keypoint_prior stage: ajahr keypoint-prior)"
-        )
-    return load_keypoint_prior(path)
-
-
-# --- the keypoint detector --------------------------------------------------------------------
-
-
-def train_detector(
-    settings: DetectorSettings,
-    dataset_dir: Path,
-    output_dir: Path,
-    max_minutes: float | None = None,
-    max_steps_this_run: int | None = None,
-    progress: bool = True,
-    prior_path: Path | None = None,
-) -> FitResult:
-    """Train the detector of ``settings`` into ``output_dir``, then evaluate it on the test split.
-    ``prior_path``: the keypoint_prior stage's output, read when ``model.prior_input`` is on."""
-    torch.manual_seed(settings.train.seed)
-    fabric = make_fabric(settings.train)
-    fabric.launch()
-    config = settings.model.config()
-    prior = _prior(prior_path, "keypoints.model.prior_input") if config.prior_input else None
-    with fabric.init_module():
-        model = KeypointDetector(config)
-    if settings.train.compile:
-        model.backbone.compile()  # in place, as for AJAHR: the checkpoint keeps the backbone's names
-    train_set = A3DDataset(
-        index_samples(dataset_dir, "train", TRAIN_PARTS),
-        settings.augmentation.augmentation(),
-        settings.train.seed,
-        prior=prior,
-    )
-
-    def loss_fn(
-        wrapped: nn.Module, batch: dict[str, Any], step: int
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return detector_loss(
-            detect_batch(wrapped, batch),
-            batch["keypoints2d"],
-            batch["keypoint_state"],
-            config.heatmap_sigma,
-            settings.state_weight,
-            settings.absent_weight,
-        )
-
-    checkpoint = output_dir / "checkpoint.pt"
-    result = fit(
-        fabric=fabric,
-        model=model,
-        parameters=[p for p in model.parameters() if p.requires_grad],
-        loss_fn=loss_fn,
-        dataset=train_set,
-        parts=[r.part for r in train_set.refs],
-        run=settings.train,
-        optim=settings.optim,
-        checkpoint=checkpoint,
-        settings_fp=_weights_fp(
-            settings, DETECTOR_CODE, data=training_data_fingerprint(dataset_dir, train_set.refs, prior)
-        ),
-        extra_state={"kind": "keypoint_detector", "config": dataclasses.asdict(config)},
-        max_minutes=max_minutes,
-        max_steps_this_run=max_steps_this_run,
-        progress=progress,
-        desc="keypoint detector",
-    )
-    if not result.complete or not fabric.is_global_zero:
-        return result
-    history = read_training_checkpoint(checkpoint)["history"]
-    model.eval()
-    test_set = A3DDataset(index_samples(dataset_dir, "test", TEST_PARTS), prior=prior)
-    metrics = evaluate_detector(
-        model, test_set, settings.train.eval_batch_size, settings.train.eval_limit, fabric.device
-    )
-    metrics["train"] = {
-        "steps": result.step,
-        "corrupt_samples": result.corrupt,
-        "seconds_this_run": round(result.seconds, 1),
-        "seconds": round(result.total_seconds, 1),
-    }
-    _write_json(output_dir / "metrics.json", metrics)
-    plot_history(
-        history, output_dir / "loss_curve.png", "2D keypoint detector", ["heatmap", "state", "skeleton"]
-    )
-    return result
-
-
-def load_detector(path: Path, device: torch.device | str = "cpu") -> KeypointDetector:
-    """The trained detector of a finished ``train_keypoints`` run, in eval mode."""
-    from ajahr_model.networks.keypoints import DetectorConfig
-    from ajahr_model.training.loop import TrainingCheckpointError
-
-    state = read_training_checkpoint(path)
-    if state.get("kind") != "keypoint_detector" or not state.get("complete"):
-        raise TrainingCheckpointError(
-            f"{path}: not a finished keypoint-detector checkpoint (fields 'kind', 'complete')"
-        )
-    # Building the network draws its (then overwritten) initial weights from the global random
-    # stream; forked, so that the caller's stream, and with it the initial weights of the model it
-    # trains next, do not depend on which detector it loaded.
-    with torch.random.fork_rng(devices=[]):
-        model = KeypointDetector(DetectorConfig(**state["config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def evaluate_detector(
-    model: KeypointDetector, dataset: A3DDataset, batch_size: int, limit: int | None, device: torch.device
-) -> dict[str, Any]:
-    """Per test part: state accuracy, the absent/occluded confusion, and PCK@0.05 of visible joints."""
-    metrics: dict[str, Any] = {}
-    for part in TEST_PARTS:
-        confusion = torch.zeros(3, 3, dtype=torch.long)
-        hits = total = 0
-        for batch in batches(dataset, part_indices(dataset, part, limit), batch_size):
-            batch = to_device(batch, device)
-            det: Detections = detect_batch(model, batch)
-            target = joint_state_targets(batch["keypoint_state"]).cpu()
-            confusion += torch.bincount((target * 3 + det.states().cpu()).view(-1), minlength=9).view(3, 3)
-            visible = (target == JointState.PRESENT).to(device)
-            close = (det.keypoints - batch["keypoints2d"]).norm(dim=-1) < 0.05 * 256
-            hits += int((close & visible).sum())
-            total += int(visible.sum())
-        names = [s.name.lower() for s in JointState]
-        metrics[part] = {
-            "state_accuracy": float(confusion.diag().sum() / confusion.sum()),
-            "state_confusion": {
-                t: dict(zip(names, map(int, row), strict=True))
-                for t, row in zip(names, confusion, strict=True)
-            },
-            "absent_recall": float(confusion[2, 2] / confusion[2].sum()) if confusion[2].sum() else None,
-            "occluded_called_absent": float(confusion[1, 2] / confusion[1].sum())
-            if confusion[1].sum()
-            else None,
-            "pck_0.05_visible": hits / max(total, 1),
-            "samples": int(confusion.sum() // 17),
-        }
-    return metrics
-
-
 # --- AJAHR ------------------------------------------------------------------------------------
 
 
@@ -368,7 +202,10 @@ def mean_root_and_joints(dataset: A3DDataset, count: int = 512, seed: int = 0) -
     chosen = rng.choice(len(dataset), size=min(count, len(dataset)), replace=False)
     rotmats, joints = [], []
     for i in chosen:
-        _, labels = dataset.load(int(i))
+        try:
+            _, labels = dataset.load(int(i))
+        except SAMPLE_ERRORS:  # counted when training draws it; here one mean term fewer
+            continue
         rotmats.append(labels["rotmats"])
         joints.append(labels["joints3d_smpl"] - labels["joints3d_smpl"][:1])
     rotmats_t = torch.from_numpy(np.stack(rotmats))
@@ -444,19 +281,20 @@ def train_ajahr(
     # The frozen detector (eval mode), loaded once: in training for BPAC-Net or the query, at test.
     detector = load_detector(detector_path, fabric.device) if detector_path is not None else None
     detector_reads_prior = detector is not None and detector.config.prior_input
-    prior = _prior(prior_path, f"the detector {detector_path}") if detector_reads_prior else None
+    prior = load_prior(prior_path, f"the detector {detector_path}") if detector_reads_prior else None
     train_set = A3DDataset(
-        index_samples(dataset_dir, "train", TRAIN_PARTS),
+        index_samples(dataset_dir, "train", TRAIN_PARTS, allow_missing=True),
         settings.augmentation.augmentation(),
         settings.train.seed,
         prior=prior,
     )
     means = mean_root_and_joints(train_set, seed=settings.train.seed)
     model = build_ajahr(settings, tokenizer_dir, body_model, means["root6d"])
-    if init_weights is not None:
-        load_init_weights(model, init_weights)
+    # ImageNet first: weights from a finished checkpoint then replace them (BPAC-Net included).
     if bpac_weights is not None and model.bpac is not None:
         load_imagenet_weights(model.bpac, bpac_weights)
+    if init_weights is not None:
+        load_init_weights(model, init_weights)
     model = model.to(fabric.device)
     if settings.train.compile:
         # In place: the checkpoint keeps the backbone's own parameter names (a torch.compile
@@ -506,7 +344,13 @@ def train_ajahr(
         optim=settings.optim,
         checkpoint=checkpoint,
         settings_fp=ajahr_weights_fingerprint(
-            settings, tokenizer_dir, detector_path, bpac_weights, dataset_dir, body_model, init_weights
+            settings,
+            tokenizer_dir,
+            detector_path,
+            bpac_weights,
+            training_data_fingerprint(dataset_dir, train_set.refs),
+            body_model,
+            init_weights,
         ),
         extra_state={"kind": "ajahr", "variant": variant, "settings": settings.model_dump(mode="json")},
         max_minutes=max_minutes,
@@ -546,7 +390,7 @@ def train_ajahr(
     if history:
         metrics["train"]["images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
     evaluation_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(evaluation_dir / "metrics.json", metrics)
+    write_json(evaluation_dir / "metrics.json", metrics)
     with atomic_path(evaluation_dir / "predictions.npz") as temporary, temporary.open("wb") as handle:
         np.savez_compressed(handle, **table)
     terms = ["keypoints3d", "keypoints2d", "body_pose", "global_orient", "betas"]
@@ -598,10 +442,3 @@ def learned(metrics: dict[str, Any], settings: AJAHRSettings) -> bool:
     if key in checks:
         ok = ok and checks[key] > settings.min_bpac_accuracy_over_chance
     return bool(ok)
-
-
-def read_training_fp(path: Path) -> str:
-    """A tokenizer's (or the detector's) checkpoint identity for AJAHR's resumption fingerprint:
-    its settings and code fingerprint and step, so that a retrained one means retraining AJAHR."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return f"{state.get('fingerprint', '')}-{state.get('step', '')}"

@@ -329,10 +329,12 @@ def fit(
             norm = torch.nn.utils.get_total_norm([p.grad for p in wrapped.parameters() if p.grad is not None])
         # A finite loss can still give NaN gradients (a 0/0 inside a backward); one step on them
         # would make every weight NaN and the next checkpoint worthless.
-        what = "the loss is {value} but its gradients are not finite"
-        _stop_if_not_finite(
-            fabric, bool(torch.isfinite(norm)), what, step, loss, terms, batch["keys"], checkpoint
-        )
+        if run.precision != "16-mixed":  # there the grad scaler skips an overflowing step itself
+            what = "the loss is {value} but its gradients are not finite"
+            if fabric.world_size > 1:
+                what += " after averaging over the processes (the cause may be on any of them)"
+            finite = bool(torch.isfinite(norm))
+            _stop_if_not_finite(fabric, finite, what, step, loss, terms, batch["keys"], checkpoint)
         optimizer.step()
         scheduler.step()
         step += 1
