@@ -37,6 +37,7 @@ from a3d_data.synthesis.schema import (
     SHARDS_FILE,
     KeypointState,
 )
+from a3d_data.synthesis.shards import file_sha256
 from ajahr_model.data.keypoint_prior import KeypointPrior
 
 log = logging.getLogger(__name__)
@@ -154,15 +155,6 @@ def index_samples(
             dataset_dir / shard, count, INDEX_FILE,
         )  # fmt: skip
     return refs
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def training_data_fingerprint(

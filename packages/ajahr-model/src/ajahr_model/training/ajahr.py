@@ -17,10 +17,10 @@ from torch import nn
 
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model.model import BodyModel
+from a3d_data.synthesis.shards import file_sha256
 from ajahr_model.data.a3d import (
     SAMPLE_ERRORS,
     A3DDataset,
-    file_sha256,
     index_samples,
     training_data_fingerprint,
 )
