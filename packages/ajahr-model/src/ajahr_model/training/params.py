@@ -307,9 +307,10 @@ CPU_AJAHR: dict[str, Any] = {
     "augmentation": {"rotation_p": 0.0, "scale": 0.1},
     "train": {
         "batch_size": 16,
-        # 240, not 320: at 320 a fresh make run took 29-31 min on 2 cores (this machine's speed
-        # drifts by 7%), and the models sat at the mean-skeleton floor either way.
-        "steps": 240,
+        # 200, not 320 or 240: at 320 a fresh make run took 29-31 min on 2 cores, at 240 31.6 min
+        # on a slower 2-core machine (0.64x the step rate); the models sat at the mean-skeleton
+        # floor either way.
+        "steps": 200,
         "accelerator": "cpu",
         "precision": "bf16-mixed",
         "num_workers": 1,
