@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from a3d_data.params import ParamsError, load_section
 from ajahr_model.evaluation.metrics import (
+    balanced_accuracy,
     binary_metrics,
     classification_metrics,
     confusion_matrix,
@@ -109,6 +110,33 @@ def test_classifier_metrics_weight_precision_recall_and_f1_by_support():
     assert confusion_matrix(pred, target, 2) == [[2, 1], [0, 1]]
     with pytest.raises(ValueError, match="no samples"):
         classification_metrics(torch.tensor([]), torch.tensor([]), 2)
+
+
+def test_balanced_accuracy_counts_false_calls_of_one_class_as_much_as_misses():
+    # 2 amputees (classes 0 and 1) and 4 intact people (12): calling everyone intact is right
+    # for 4 of 6 people but scores chance, 1/3, as the mean of the three classes' recalls.
+    target = torch.tensor([0, 1, 12, 12, 12, 12])
+    assert balanced_accuracy(torch.full((6,), 12), target) == pytest.approx(1 / 3)
+    assert balanced_accuracy(target, target) == 1.0
+    # A predicted id no person has (13: several limbs) is a wrong answer, not an error.
+    assert balanced_accuracy(torch.tensor([0, 13, 12, 12, 13, 13]), target) == pytest.approx(
+        (1 + 0 + 0.5) / 3
+    )
+    with pytest.raises(ValueError, match="no samples"):
+        balanced_accuracy(torch.tensor([]), torch.tensor([]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 12), min_size=1, max_size=40),
+    st.integers(0, 12),
+)
+def test_a_verdict_that_ignores_the_image_scores_one_over_the_classes_present(labels, constant):
+    target = torch.tensor(labels)
+    classes = len(set(labels))
+    score = balanced_accuracy(torch.full_like(target, constant), target)
+    assert score == pytest.approx(1 / classes if constant in labels else 0.0)
+    assert score * classes <= 1.0 + 1e-6  # never above chance
 
 
 # --- the baselines are variants of one model ----------------------------------------------------
@@ -240,6 +268,11 @@ def test_each_model_writes_its_figures_and_one_row_per_test_sample(evaluated):
         entry = metrics["test"][part]
         assert set(entry) >= {"gt_labels", "predicted_labels", "mean_pose", "samples"}
         assert entry["gt_labels"]["pa_mpjpe"] <= entry["gt_labels"]["mpjpe"] + 1e-3
+    for source in ("detected_keypoints", "true_keypoints"):
+        for check in ("bpac_amputee_class_accuracy_over_chance", "bpac_balanced_class_accuracy_over_chance"):
+            assert metrics["checks"][f"{check} ({source})"] >= 0.0
+        verdict = metrics["checks"][f"bpac_amputee_or_not ({source})"]
+        assert set(verdict) >= {"accuracy", "precision", "recall", "f1"}
     assert set(metrics["bpac"]["amputee"]["detected_keypoints"]["heads"]) == {
         "right_arm", "left_arm", "left_leg", "right_leg",
     }  # fmt: skip

@@ -2,9 +2,10 @@
 
 A run never overwrites a checkpoint it will not continue: one of other settings, code, data or
 body model is renamed ``checkpoint.settings-<fingerprint>.pt`` (``checkpoint.unreadable.pt``
-when it could not be read) and training starts over. Nothing deletes them, so they pile up
-(382 MB per cpu-profile AJAHR run). This lists them with their sizes and what they were, and
-deletes them only with ``--delete``: a set-aside checkpoint may be the only copy of a long run.
+when it could not be read; ``ajahr_model.set_aside``) and training starts over. Nothing deletes
+them, so they pile up (382 MB per cpu-profile AJAHR run). This lists them with their sizes and
+what they were, and deletes them only with ``--delete``: a set-aside checkpoint may be the only
+copy of a long run.
 
 Usage: python -m ajahr_model.prune [FOLDER ...] [--delete]   (default folder: models)
 """
@@ -12,35 +13,10 @@ Usage: python -m ajahr_model.prune [FOLDER ...] [--delete]   (default folder: mo
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-# What loop.set_aside and the tokenizer trainer name the files they keep: checkpoint.<reason>.pt,
-# <reason> being settings-<fingerprint> or unreadable, with -<n> when the name was taken.
-SET_ASIDE = re.compile(r"^checkpoint\.(settings-[^.]+|unreadable)(-\d+)?\.pt$")
-
-
-@dataclass(frozen=True)
-class SetAside:
-    path: Path
-    size: int
-    reason: str
-
-
-def find_set_aside(folders: list[Path]) -> list[SetAside]:
-    """Every set-aside checkpoint under ``folders`` (recursively), in path order. The live
-    ``checkpoint.pt`` files and anything else are never listed."""
-    found = []
-    for folder in folders:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: not a folder")
-        for path in sorted(folder.rglob("checkpoint.*.pt")):
-            match = SET_ASIDE.match(path.name)
-            if match and path.is_file():
-                found.append(SetAside(path, path.stat().st_size, match.group(1)))
-    return found
+from ajahr_model.set_aside import find_set_aside
 
 
 def _size(n: int) -> str:

@@ -139,6 +139,18 @@ def classification_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes
     }
 
 
+def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """The mean over the classes in ``target`` of each one's recall. A predictor that ignores
+    its input (always one of those k classes) scores 1 / k, so false calls of one class count
+    against it as much as misses of another; any other predicted id is a wrong answer."""
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    if target.numel() == 0:
+        raise ValueError("no samples to score")
+    classes = torch.unique(target)
+    recalls = [(pred[target == c] == c).float().mean() for c in classes]
+    return float(torch.stack(recalls).mean())
+
+
 def binary_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """Accuracy, precision, recall and F1 of the positive class (amputee) for bool labels (N,)."""
     pred, target = pred.reshape(-1).bool(), target.reshape(-1).bool()

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from a3d_data.atomic import atomic_path
 from a3d_data.body_model import BodyModel
 from a3d_data.poses import ProceduralPoseSource
+from ajahr_model.set_aside import set_aside
 from ajahr_model.tokenizer.checkpoint import (
     CheckpointError,
     checkpoint_state,
@@ -436,7 +437,7 @@ def train_tokenizer(
         try:
             state = read_checkpoint(checkpoint)
         except CheckpointError as err:
-            kept = _set_aside(checkpoint, "unreadable")
+            kept = set_aside(checkpoint, "unreadable")
             log.warning("%s; starting over (the file is kept as %s)", err, kept)
             state = None
         if state is not None and training.can_resume(state):
@@ -445,7 +446,7 @@ def train_tokenizer(
                 "%s: resuming from %s at step %d of %d", name, checkpoint, training.step, training.total_steps
             )
         elif state is not None:
-            kept = _set_aside(checkpoint, f"settings-{state.get('fingerprint', 'unknown')}")
+            kept = set_aside(checkpoint, f"settings-{state.get('fingerprint', 'unknown')}")
             log.warning(
                 "%s: %s was written with other settings; starting over (the old run is kept as %s)",
                 name, checkpoint, kept.name,
@@ -459,13 +460,6 @@ def train_tokenizer(
         )
         return RunOutcome(name, training.step, training.total_steps, False, seconds, checkpoint)
     return _finish(training, folder, checkpoint, seconds)
-
-
-def _set_aside(checkpoint: Path, reason: str) -> Path:
-    """Rename a checkpoint this run will not continue, so that starting over loses nothing."""
-    kept = checkpoint.with_name(f"{checkpoint.stem}.{reason}{checkpoint.suffix}")
-    checkpoint.replace(kept)
-    return kept
 
 
 def _finish(training: TokenizerTraining, folder: Path, checkpoint: Path, seconds: float) -> RunOutcome:

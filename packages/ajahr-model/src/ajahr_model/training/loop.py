@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ajahr_model.data.a3d import A3DDataset, BalancedBatches, CorruptCounter, collate
+from ajahr_model.set_aside import set_aside
 from ajahr_model.training.params import OptimSettings, RunSettings
 
 log = logging.getLogger(__name__)
@@ -120,18 +121,6 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingCheckpointError(f"{path}: not a training checkpoint of this project (field 'format')")
     return state
-
-
-def set_aside(path: Path, reason: str) -> Path:
-    """Rename a checkpoint that cannot be resumed, never overwriting anything."""
-    target = path.with_name(f"{path.stem}.{reason}{path.suffix}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.stem}.{reason}-{n}{path.suffix}")
-        n += 1
-    path.rename(target)
-    log.warning("set aside %s as %s (%s)", path, target.name, reason)
-    return target
 
 
 def _sum_over_ranks(fabric: Fabric, *values: float) -> list[float]:
@@ -230,11 +219,13 @@ def fit(
         except TrainingCheckpointError as err:
             log.warning("%s", err)
             if fabric.is_global_zero:
-                set_aside(checkpoint, "unreadable")
+                kept = set_aside(checkpoint, "unreadable")
+                log.warning("set aside %s as %s (unreadable)", checkpoint, kept.name)
             raw = None
         if raw is not None and raw.get("settings_fp") != settings_fp:
             if fabric.is_global_zero:
-                set_aside(checkpoint, f"settings-{raw.get('settings_fp')}")
+                kept = set_aside(checkpoint, f"settings-{raw.get('settings_fp')}")
+                log.warning("set aside %s as %s (written with other settings)", checkpoint, kept.name)
             raw = None
         if raw is not None:
             model.load_state_dict(raw["model"])
