@@ -91,6 +91,10 @@ def _evaluation(variant: str, per_sample_mm: dict[str, float], bpac: bool = Fals
             "detected_keypoints": {"class": {"accuracy": 0.1}},
         }
         metrics["bpac"] = {"amputee": accuracy}
+        metrics["checks"] = {
+            "bpac_balanced_class_accuracy_over_chance (true_keypoints)": 11.0,
+            "bpac_balanced_class_accuracy_over_chance (detected_keypoints)": 2.5,
+        }
     table = {"key": np.array(keys), "part": np.array(parts), "gt_labels_mpjpe": np.array(errors)}
     return Evaluation(variant, metrics, table)
 
@@ -119,6 +123,7 @@ def test_gains_are_paired_per_seed_and_judged_over_seeds():
     assert ajahr["amputee"]["mpjpe"]["std"] == pytest.approx(math.sqrt(50.0))
     assert (ajahr["amputee"]["mpjpe"]["min"], ajahr["amputee"]["mpjpe"]["max"]) == (190.0, 200.0)
     assert ajahr["bpac_amputee_class_accuracy"]["detected_keypoints"]["mean"] == pytest.approx(0.1)
+    assert ajahr["bpac_balanced_class_accuracy_over_chance"]["detected_keypoints"]["mean"] == 2.5
     assert "bpac_amputee_class_accuracy" not in facts["models"]["hmr2"]
     amputee = facts["gains"]["amputee_over_hmr2"]
     assert amputee["per_seed_mm"] == {"0": pytest.approx(10.0), "1": pytest.approx(20.0)}
@@ -134,6 +139,11 @@ def test_gains_are_paired_per_seed_and_judged_over_seeds():
     markdown = study_markdown(facts, profile="cpu")
     assert "level with them on non-amputees: **yes**" in markdown
     assert "at 0 of 2 seeds on amputees and at 1 of 2 on non-amputees" in markdown
+    assert "| AJAHR | 0.900 +- 0.000 | 0.100 +- 0.000 | 11.000 +- 0.000 | 2.500 +- 0.000 |" in markdown
+    # Evaluations written before the balanced check existed leave its cells empty.
+    for seed in study.values():
+        del seed["ajahr"].metrics["checks"]
+    assert "| AJAHR | 0.900 +- 0.000 | 0.100 +- 0.000 | - | - |" in study_markdown(summarise(study), "cpu")
     assert facts["mean_pose_mpjpe"]["amputee"] == 300.0
 
 

@@ -241,6 +241,15 @@ def summarise(evaluations: dict[int, dict[str, Evaluation]]) -> dict[str, Any]:
                 )
                 for source in ("true_keypoints", "detected_keypoints")
             }
+            # Over amputees and non-amputees, in multiples of chance (evaluations written before
+            # this check existed have none).
+            balanced = "bpac_balanced_class_accuracy_over_chance ({})"
+            checks = [evaluations[s][variant].metrics.get("checks", {}) for s in seeds]
+            if all(balanced.format("detected_keypoints") in c for c in checks):
+                entry["bpac_balanced_class_accuracy_over_chance"] = {
+                    source: _spread([c[balanced.format(source)] for c in checks])
+                    for source in ("true_keypoints", "detected_keypoints")
+                }
         out["models"][variant] = entry
         out["per_seed"][variant] = {
             str(s): {
@@ -372,21 +381,25 @@ def study_markdown(facts: dict[str, Any], profile: str) -> str:
             f"amputees and at {worse['non_amputee']} of {len(seeds)} on non-amputees.",
             "",
         ]
-    bpac = {
-        v: e["bpac_amputee_class_accuracy"]
-        for v, e in facts["models"].items()
-        if "bpac_amputee_class_accuracy" in e
-    }
+    bpac = {v: e for v, e in facts["models"].items() if "bpac_amputee_class_accuracy" in e}
     if bpac:
         lines += [
-            "## BPAC-Net, amputation class on the test amputees",
+            "## BPAC-Net on the test split",
             "",
-            "| model | true keypoints | detector's keypoints |",
-            "|---|---|---|",
+            "Amputation class on amputees (chance 1/12), and balanced class accuracy over amputees "
+            "and non-amputees (mean recall of the 13 classes) in multiples of chance (1/13).",
+            "",
+            "| model | class, true keypoints | class, detector's keypoints | balanced / chance, true "
+            "keypoints | balanced / chance, detector's keypoints |",
+            "|---|---|---|---|---|",
         ]
         for variant, entry in bpac.items():
             cells = [
-                f"{entry[s]['mean']:.3f} +- {entry[s]['std']:.3f}"
+                f"{figures[s]['mean']:.3f} +- {figures[s]['std']:.3f}" if figures else "-"
+                for figures in (
+                    entry["bpac_amputee_class_accuracy"],
+                    entry.get("bpac_balanced_class_accuracy_over_chance"),
+                )
                 for s in ("true_keypoints", "detected_keypoints")
             ]
             lines.append(f"| {_title(variant)} | " + " | ".join(cells) + " |")
