@@ -5,6 +5,7 @@ outputs."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -197,6 +198,19 @@ def test_changed_settings_set_the_old_checkpoint_aside_instead_of_resuming(
         tiny_ajahr(train={"steps": 2}, optim={"lr": 5e-4}), a3d_tiny, tiny_tokenizers, body_model, tmp_path
     )
     assert len(list(tmp_path.glob("checkpoint.settings-*.pt"))) == 1
+
+
+def test_an_unreadable_checkpoint_is_set_aside_once_and_the_run_starts_over(
+    a3d_tiny, tiny_tokenizers, body_model, tmp_path, caplog
+):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.WARNING):
+        result = _train(tiny_ajahr(train={"steps": 1}), a3d_tiny, tiny_tokenizers, body_model, tmp_path)
+    assert result.complete and result.step == 1
+    assert (tmp_path / "checkpoint.unreadable.pt").read_bytes() == b"not a checkpoint"
+    assert [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()] == [
+        f"set aside {tmp_path / 'checkpoint.pt'} as checkpoint.unreadable.pt (unreadable)"
+    ]
 
 
 def test_a_nan_loss_stops_naming_the_step_and_samples_and_keeps_the_last_checkpoint(a3d_tiny, tmp_path):

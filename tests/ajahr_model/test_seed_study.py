@@ -187,6 +187,13 @@ def test_the_study_trains_each_pair_once_and_retrains_what_changed(
     again = run_seed_study(tiny_ajahr(train={"steps": 2}), study, **kwargs)
     assert not any(r.trained for r in again)
 
+    # A damaged checkpoint is no finished run: that pair alone retrains, the file is kept aside.
+    damaged = study.work_dir / "seed_0" / "ajahr" / "checkpoint.pt"
+    damaged.write_bytes(b"damaged")
+    repaired = run_seed_study(tiny_ajahr(train={"steps": 2}), study, **kwargs)
+    assert [(r.seed, r.variant) for r in repaired if r.trained] == [(0, "ajahr")]
+    assert (damaged.parent / "checkpoint.unreadable.pt").read_bytes() == b"damaged"
+
     # Another study reuses a pipeline run of the same fingerprint (here: seed 1's) instead of training.
     second = SeedStudyParams(seeds=[1, 2], variants=["hmr2"], work_dir=tmp_path / "second")
     pipeline = study.work_dir / "seed_1"

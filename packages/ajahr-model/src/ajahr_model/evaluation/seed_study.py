@@ -91,15 +91,15 @@ class StudyRun:
 
 def _finished(checkpoint: Path, evaluation_dir: Path, settings: AJAHRSettings, expected_fp: str) -> bool:
     """A finished run: ``checkpoint`` complete and of ``expected_fp``, its evaluation written."""
-    import torch
+    from ajahr_model.training.loop import TrainingCheckpointError, read_training_checkpoint
 
     metrics = evaluation_dir / "metrics.json"
     if not (checkpoint.exists() and metrics.exists() and (evaluation_dir / "predictions.npz").exists()):
         return False
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_training_checkpoint(checkpoint)
         steps_evaluated = json.loads(metrics.read_text())["train"]["steps"]
-    except (OSError, ValueError, KeyError, RuntimeError):
+    except (TrainingCheckpointError, OSError, ValueError, KeyError):
         return False
     return (
         state.get("settings_fp") == expected_fp

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -116,7 +117,9 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     """The raw mapping of a training checkpoint (CPU tensors)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
+    # A damaged zip raises RuntimeError; a file that is no zip at all falls to torch's legacy
+    # reader and raises UnpicklingError.
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise TrainingCheckpointError(f"{path}: unreadable checkpoint ({err})") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingCheckpointError(f"{path}: not a training checkpoint of this project (field 'format')")
@@ -214,19 +217,18 @@ def fit(
     # samples corrupt), so that a resumed run draws the batch the uninterrupted one drew next.
     batches_drawn = 0
     if checkpoint.exists():
+        # Why the checkpoint will not be continued, if it will not: (name suffix, log text).
+        stale: tuple[str, str] | None = None
         try:
             raw = read_training_checkpoint(checkpoint)
         except TrainingCheckpointError as err:
             log.warning("%s", err)
-            if fabric.is_global_zero:
-                kept = set_aside(checkpoint, "unreadable")
-                log.warning("set aside %s as %s (unreadable)", checkpoint, kept.name)
-            raw = None
+            raw, stale = None, ("unreadable", "unreadable")
         if raw is not None and raw.get("settings_fp") != settings_fp:
-            if fabric.is_global_zero:
-                kept = set_aside(checkpoint, f"settings-{raw.get('settings_fp')}")
-                log.warning("set aside %s as %s (written with other settings)", checkpoint, kept.name)
-            raw = None
+            raw, stale = None, (f"settings-{raw.get('settings_fp')}", "written with other settings")
+        if stale is not None and fabric.is_global_zero:
+            kept = set_aside(checkpoint, stale[0])
+            log.warning("set aside %s as %s (%s)", checkpoint, kept.name, stale[1])
         if raw is not None:
             model.load_state_dict(raw["model"])
             optimizer.load_state_dict(raw["optimizer"])
