@@ -186,14 +186,14 @@ CPU_PROFILE: dict[str, Any] = {
     "model": {"tokens": 80, "codebook_size": 1024, "code_dim": 8, "width": 96},
     "loss": {"vertex_subset": 1024},
     "noise": {"end": 0.1},
-    "optim": {"lr": 2e-3, "milestones": [1680, 1880]},
+    "optim": {"lr": 2e-3, "milestones": [1260, 1410]},
     # No prefetch thread: on two cores no core is idle to draw poses on (it ran 30% slower).
     "train": {
         "batch_size": 64,
-        # 2000, not 4000 (held-out 9.4 / 9.6 mm) or 2500 (12 mm): the keypoint_prior stage and the
-        # lifting path of the detector and AJAHR took the minutes of make run, and at 2500 a fresh
-        # make run took 31.6 min on a slower 2-core machine.
-        "steps": 2000,
+        # 1500, not 4000 (held-out 9.4 / 9.6 mm), 2500 (12 mm) or 2000 (11.7 / 13.0 mm): the
+        # keypoint_prior stage and the lifting path of the detector and AJAHR took the minutes of
+        # make run, which took 31.6 min at 2500 and 30.6 min at 2000 on a slower 2-core machine.
+        "steps": 1500,
         "prefetch": False,
         "log_every": 25,
         "eval_every": 1000,
