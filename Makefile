@@ -36,6 +36,14 @@ $(SYSTEM_STAMP):
 	else echo "warning: cannot install $(DEBIAN_PACKAGES) (not root); the renderer will use torch"; fi
 	@touch $@
 
+# Bytecode for an environment's site-packages, once at install (~40 s on 2 cores): where
+# PYTHONDONTWRITEBYTECODE is set (these machines) every process otherwise compiles what it
+# imports, 12 s more for the training stack, and make run starts ~20 of them. Only a speed-up:
+# files that do not compile (some packages ship Python 2 fixtures) are skipped, so the status
+# is not checked.
+compile_bytecode = $(1)/bin/python -m compileall -q -j 0 \
+	"$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
+
 $(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip, not uv, installs torch and torchvision: on this machine pip takes both from disk;
@@ -50,11 +58,7 @@ $(STAMP): requirements.lock $(PYPROJECTS) $(SYSTEM_STAMP)
 		$(BIN)/python -m pip uninstall --quiet -y triton || true; \
 		$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('triton') is not None and 'triton is still installed')"; \
 	fi
-	@# Bytecode now, once (~40 s on 2 cores): where PYTHONDONTWRITEBYTECODE is set (these machines)
-	@# every process otherwise compiles what it imports, 10-16 s for the training stack, and make
-	@# run starts ~20 of them. Compiling is only a speed-up: files that do not compile (some
-	@# packages ship Python 2 fixtures) are skipped, so its status is not checked.
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
+	$(call compile_bytecode,$(VENV))
 	touch $(STAMP)
 
 # BlazePose (MediaPipe, the keypoint_prior stage) pins numpy 1.26: its own environment, made by uv
@@ -65,7 +69,7 @@ BLAZEPOSE_STAMP := $(BLAZEPOSE_VENV)/.installed
 $(BLAZEPOSE_STAMP): requirements-blazepose.lock $(STAMP)
 	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(BLAZEPOSE_VENV)
 	$(BIN)/uv pip install --quiet --python $(BLAZEPOSE_VENV)/bin/python -r requirements-blazepose.lock
-	$(BLAZEPOSE_VENV)/bin/python -m compileall -q -j 0 "$$($(BLAZEPOSE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
+	$(call compile_bytecode,$(BLAZEPOSE_VENV))
 	$(BLAZEPOSE_VENV)/bin/python -c "import mediapipe; mediapipe.solutions.pose.Pose"
 	touch $@
 
