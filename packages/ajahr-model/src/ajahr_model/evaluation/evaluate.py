@@ -23,16 +23,18 @@ from tqdm.auto import tqdm
 from a3d_data.amputation.labels import MULTI_LIMB, class_index_from_head_labels, zeroed_joint_mask
 from a3d_data.amputation.table import AMPUTATION_CLASSES, NON_AMPUTEE, NUM_CLASSES, NUM_HEAD_CLASSES
 from a3d_data.body_model.model import BodyModel
+from a3d_data.synthesis.schema import KeypointState
 from ajahr_model.data.a3d import A3DDataset, collate
 from ajahr_model.evaluation.metrics import (
     balanced_accuracy,
     binary_metrics,
     classification_metrics,
+    keypoint_error_px,
     mesh_errors,
     mpjpe_mm,
 )
 from ajahr_model.networks.keypoints import KeypointDetector, detect_batch
-from ajahr_model.networks.regressor import AJAHR
+from ajahr_model.networks.regressor import AJAHR, camera_translation, project
 
 TEST_PARTS = ("amputee", "non_amputee", "occlusion")
 HEAD_NAMES = ("right_arm", "left_arm", "left_leg", "right_leg")
@@ -136,6 +138,15 @@ def evaluate_model(
                 "betas": out.betas.cpu().numpy(),
                 "cam_t": out.cam_t.cpu().numpy(),
             }
+            # Where the body lands in the crop: with the model's camera (the fit to the located
+            # keypoints where model.camera_fit, else the head's) and with the head's alone.
+            visible = batch["keypoint_state"] == KeypointState.VISIBLE
+            true_2d = batch["keypoints2d"].float()
+            head_2d = project(body.coco_keypoints(out.vertices), camera_translation(out.camera))
+            row["keypoints2d_px"] = keypoint_error_px(out.keypoints2d.float(), true_2d, visible).cpu().numpy()
+            row["keypoints2d_px_camera_head"] = (
+                keypoint_error_px(head_2d.float(), true_2d, visible).cpu().numpy()
+            )
             for protocol, labels in (("gt_labels", true_labels), ("predicted_labels", predicted)):
                 if protocol == "gt_labels":
                     vertices, joints = out.vertices, out.joints
@@ -168,6 +179,12 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
+def _mean_and_median(values: np.ndarray) -> dict[str, float]:
+    """Of the finite values (a crop without visible keypoints has no 2D error)."""
+    finite = values[np.isfinite(values)]
+    return {"mean": _mean(finite), "median": float(np.median(finite)) if len(finite) else float("nan")}
+
+
 def summarise(table: dict[str, np.ndarray], has_bpac: bool) -> dict[str, Any]:
     """The metrics JSON from the per-sample rows."""
     metrics: dict[str, Any] = {"test": {}, "per_class": {}}
@@ -180,6 +197,14 @@ def summarise(table: dict[str, np.ndarray], has_bpac: bool) -> dict[str, Any]:
             }
         entry["mean_joints"] = {"mpjpe": _mean(table["mean_joints_mpjpe"][mask])}
         entry["global_orient_error_deg"] = _mean(table["global_orient_error_deg"][mask])
+        if "keypoints2d_px" in table:  # predictions written before the 2D figure lack it
+            entry["keypoints2d_px"] = {
+                camera: _mean_and_median(table[column][mask])
+                for camera, column in (
+                    ("model", "keypoints2d_px"),
+                    ("camera_head", "keypoints2d_px_camera_head"),
+                )
+            }
         metrics["test"][part] = entry
     # Per class: the amputee part's 12 classes and the non-amputee part (class 12).
     for amputation in AMPUTATION_CLASSES:

@@ -4,6 +4,8 @@
 * PA-MPJPE: the same after a similarity Procrustes alignment (rotation, translation, scale) of
   each predicted skeleton onto its ground truth.
 * MVE (PVE): mean L2 over the vertices after subtracting the same pelvis offsets as MPJPE.
+* 2D keypoint error: mean L2 in crop pixels of the projected COCO keypoints over the visible true
+  ones: where the body lands in the image (MPJPE and PA-MPJPE are blind to the camera).
 
 Joint sets: the 24 SMPL joints with the pelvis taken as the mean of the hips (EMDB style), or the
 14 LSP/H36M joints regressed from the vertices with a licensed SMPL's H36M regressor (3DPW/H36M
@@ -28,6 +30,8 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from a3d_data.synthesis.schema import CROP_SIZE
+
 SMPL_HIPS = (1, 2)  # L_hip, R_hip of the 24 SMPL joints
 # The 14 LSP joints of the H36M regressor's 17 (the order HMR2/SPIN evaluate in):
 # R ankle, R knee, R hip, L hip, L knee, L ankle, R wrist, R elbow, R shoulder, L shoulder,
@@ -44,6 +48,16 @@ def pelvis(joints: torch.Tensor, hips: Sequence[int] = SMPL_HIPS) -> torch.Tenso
 def mpjpe_mm(pred: torch.Tensor, gt: torch.Tensor, hips: Sequence[int] = SMPL_HIPS) -> torch.Tensor:
     """Per-sample MPJPE (B,) in mm of joints (B, J, 3) in metres, each aligned at its pelvis."""
     return ((pred - pelvis(pred, hips)) - (gt - pelvis(gt, hips))).norm(dim=-1).mean(-1) * 1000.0
+
+
+def keypoint_error_px(pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean 2D error (B,) in crop pixels of predicted keypoints (B, K, 2; crop
+    coordinates normalised to [-0.5, 0.5], as the regressor projects them) against true ones
+    (B, K, 2; pixels), over the ``visible`` (B, K) ones; NaN for a sample with none."""
+    error = ((pred + 0.5) * CROP_SIZE - gt).norm(dim=-1)
+    count = visible.sum(-1)
+    total = (error * visible).sum(-1)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
 
 
 def mve_mm(

@@ -155,6 +155,8 @@ class ModelSettings(_Section):
     rest_pose_token_logit: float = Field(0.0, ge=0.0)
     # Ours: the global orientation from regressed root-attached joints (see RegressorConfig).
     root_from_joints: bool = False
+    # Ours: the camera translation fitted to the located keypoints (see RegressorConfig).
+    camera_fit: bool = False
     bpac_input_size: int = Field(256, ge=32)
     bpac_heatmap_sigma: float = Field(2.0, gt=0.0)
 
