@@ -304,6 +304,9 @@ CPU_AJAHR: dict[str, Any] = {
         "keypoint_query": True,
         "root_from_joints": True,
         "rest_pose_token_logit": 6.0,
+        # The camera fitted to the located keypoints at inference: in 200 steps the camera head
+        # placed the body no better than the mean position (README, "Placement and articulation").
+        "camera_fit": True,
     },
     # With these and sigma 2, BPAC-Net's amputation class (true keypoints) reaches 11.5x chance
     # in 240 steps; see packages/ajahr-model/README.md.
