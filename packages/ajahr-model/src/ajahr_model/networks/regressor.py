@@ -318,9 +318,7 @@ def fit_camera_translation(
         return torch.linalg.solve_ex(torch.where(enough[:, None, None], normal, eye), rhs)
 
     def error_px(translation: torch.Tensor) -> torch.Tensor:
-        placed = p + translation[:, None]
-        projected = FOCAL_LENGTH * placed[..., :2] / placed[..., 2:].clamp_min(1e-3) / CROP_SIZE
-        return (projected - kp).norm(dim=-1) * CROP_SIZE
+        return (project(p, translation) - kp).norm(dim=-1) * CROP_SIZE
 
     solution, info = solve(w)
     for _ in range(CAMERA_FIT_REWEIGHTS):
